@@ -1,0 +1,62 @@
+"""zigtensor: tensors on CPU (NumPy) and GPU (CuPy), reverse-mode autograd, layers and optimizers.
+
+>>> import zigtensor as zt
+>>> x = zt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4., 6.], dtype=float32, device='cpu')
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import dtypes
+from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
+    rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,
+)
+from .device import Device, device
+from .dtypes import (
+    DType, bfloat16, float16, float32, float64, get_default_dtype, int8, int16, int32, int64, promote_types,
+    result_type, set_default_dtype, uint8,
+)
+from .dtypes import bool_ as bool  # noqa: A001  (PyTorch's spelling: zt.bool)
+from .ops import methods as _methods  # noqa: F401  (attaches the Tensor methods)
+from .ops.elementwise import (
+    abs, add, ceil, clamp, cos, div, eq, erf, exp, floor, floor_divide, ge, gt, le, log, log1p, logical_and,
+    logical_not, logical_or, lt, maximum, minimum, mul, ne, neg, pow, relu, remainder, round, rsqrt, sigmoid,
+    sign, sin, sqrt, sub, tanh, trunc, where,
+)
+from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
+from .ops.linalg import bmm, matmul, mm, outer
+from .ops.nn import log_softmax, softmax
+from .ops.reduce import (
+    all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,
+)
+from .ops.shape import (
+    cat, chunk, flatten, flip, movedim, narrow, permute, repeat, reshape, split, squeeze, stack, t, transpose,
+    tril, triu, unbind, unsqueeze,
+)
+from .random import get_rng_state, initial_seed, manual_seed, set_rng_state
+from .tensor import Tensor
+
+from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
+
+# PyTorch's aliases
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+int = int32  # noqa: A001
+clip = clamp
+concat = concatenate = cat
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, Tensor)
+
+
+def numel(x: Tensor) -> int:
+    return x.numel()

@@ -1,0 +1,89 @@
+"""The backward walk: topological order over graph nodes, gradient accumulation, .grad on leaves."""
+
+from __future__ import annotations
+
+from .grad_mode import set_grad_enabled
+
+
+def _topo_order(roots):
+    """Nodes reachable from roots, each after every node that consumes its output (iterative DFS)."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, it = stack[-1]
+            for a in it:
+                fn = getattr(a, "grad_fn", None)
+                if fn is not None and id(fn) not in seen:
+                    seen.add(id(fn))
+                    stack.append((fn, iter(fn.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _freed_error(node):
+    return RuntimeError(
+        f"trying to backward through the graph a second time (node {node.name}): its saved values were freed "
+        "by the first backward. Pass retain_graph=True to the first backward if you need to go through it again."
+    )
+
+
+def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None, accumulate=True):
+    """Propagate grad_outputs from outputs back to the leaves.
+
+    accumulate: add into .grad of leaf tensors (Tensor.backward).
+    capture: {id(tensor): None} to collect the total gradient reaching those tensors (autograd.grad).
+    """
+    grads = {}  # node -> gradient w.r.t. its output
+    captured = {}
+
+    def deliver(t, g):
+        if capture is not None and id(t) in capture:
+            prev = captured.get(id(t))
+            captured[id(t)] = g if prev is None else prev + g
+        fn = t.grad_fn
+        if fn is not None:
+            prev = grads.get(fn)
+            grads[fn] = g if prev is None else prev + g
+        elif accumulate and t.requires_grad:
+            if not create_graph:
+                g = g.detach()
+            if t.grad is None:
+                # NOTE: copy, so two leaves never share one gradient buffer through a pass-through backward.
+                t.grad = g.clone() if not create_graph else g
+            else:
+                t.grad = t.grad + g
+
+    with set_grad_enabled(create_graph):
+        for t, g in zip(outputs, grad_outputs):
+            deliver(t, g)
+        for node in _topo_order([t.grad_fn for t in outputs]):
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            if node.freed:
+                raise _freed_error(node)
+            in_grads = node.backward(g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for inp, ig in zip(node.inputs, in_grads):
+                if ig is None or not getattr(inp, "requires_grad", False):
+                    continue
+                if ig.shape != inp.shape:
+                    raise RuntimeError(
+                        f"internal error: {node.name} returned a gradient of shape {ig.shape} for an input "
+                        f"of shape {inp.shape}"
+                    )
+                if ig.dtype is not inp.dtype:
+                    ig = ig.to(inp.dtype)
+                deliver(inp, ig)
+            if not retain_graph:
+                node.release()
+    return captured

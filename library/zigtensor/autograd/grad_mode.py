@@ -1,0 +1,46 @@
+"""Whether ops record the graph. `no_grad` and `enable_grad` work as context managers and as decorators."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+class GradMode:
+    # NOTE: one process-wide flag, read on every op; a thread-local would cost a lookup per op.
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return GradMode.enabled
+
+
+class _SetGrad(contextlib.ContextDecorator):
+    def __init__(self, mode: bool):
+        self.mode = mode
+        self.prev = []
+
+    def __enter__(self):
+        self.prev.append(GradMode.enabled)
+        GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        GradMode.enabled = self.prev.pop()
+        return False
+
+
+class no_grad(_SetGrad):
+    """Ops inside do not record the graph: `with zt.no_grad(): ...` or `@zt.no_grad()`."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(_SetGrad):
+    def __init__(self):
+        super().__init__(True)
+
+
+class set_grad_enabled(_SetGrad):
+    def __init__(self, mode: bool):
+        super().__init__(bool(mode))

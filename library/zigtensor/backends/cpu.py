@@ -1,0 +1,80 @@
+"""The CPU backend: NumPy arrays, NumPy's PCG64 generator, BLAS through numpy.matmul."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+class CPUBackend:
+    name = "cpu"
+    xp = np
+    array_type = np.ndarray
+
+    def __init__(self, device):
+        self.device = device
+        from ..random import initial_seed
+
+        self.seed(initial_seed())
+
+    # --- conversion -------------------------------------------------------------------------------------
+    def asarray(self, data, np_dtype=None):
+        return np.asarray(data, dtype=np_dtype)
+
+    def to_numpy(self, arr) -> np.ndarray:
+        return arr
+
+    def from_numpy(self, arr: np.ndarray):
+        return arr
+
+    # --- the few ops xp does not cover the same way on every device --------------------------------------
+    def matmul(self, a, b):
+        # NOTE: NumPy has no BLAS for 16-bit floats; compute in float32 and round once, as PyTorch's CPU does.
+        if a.dtype in _HALF:
+            return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+        return np.matmul(a, b)
+
+    def index_add(self, target, index, values) -> None:
+        """target[index] += values, accumulating over repeated indices."""
+        np.add.at(target, index, values)
+
+    def erf(self, x):
+        # NOTE: NumPy has no erf; SciPy's is exact to float64 rounding, which finite-difference checks need.
+        from scipy.special import erf
+
+        return erf(x.astype(np.float32) if x.dtype in _HALF else x).astype(x.dtype, copy=False)
+
+    # --- random numbers -----------------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self.generator = np.random.Generator(np.random.PCG64(seed))
+
+    def get_rng_state(self):
+        return self.generator.bit_generator.state
+
+    def set_rng_state(self, state) -> None:
+        self.generator.bit_generator.state = state
+
+    def rand(self, shape, np_dtype):
+        if np_dtype in (np.float32, np.float64):
+            return self.generator.random(shape, dtype=np_dtype)
+        return self.generator.random(shape, dtype=np.float32).astype(np_dtype)
+
+    def randn(self, shape, np_dtype):
+        if np_dtype in (np.float32, np.float64):
+            return self.generator.standard_normal(shape, dtype=np_dtype)
+        return self.generator.standard_normal(shape, dtype=np.float32).astype(np_dtype)
+
+    def permutation(self, n: int):
+        return self.generator.permutation(n)
+
+    def randint(self, low, high, shape, np_dtype):
+        return self.generator.integers(low, high, size=shape, dtype=np_dtype)
+
+    def __repr__(self) -> str:
+        return "CPUBackend()"
+
+
+def create(device) -> CPUBackend:
+    return CPUBackend(device)

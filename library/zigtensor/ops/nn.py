@@ -1,0 +1,246 @@
+"""Neural-network ops: softmax and log-softmax, dropout, linear, normalizations, embedding and attention."""
+
+from __future__ import annotations
+
+import math
+
+from ..autograd.function import Function
+from ..dtypes import FLOAT, INT, bfloat16, bool_, float16, float32
+from .common import Tensor, normalize_dim, to_float
+from .elementwise import where
+
+_HALF_NP = (float16.np, bfloat16.np)
+
+
+class Softmax(Function):
+    save_output = True
+
+    def forward(self, a, axis):
+        self.axis = axis
+        xp = self.xp
+        x = a.astype(float32.np) if a.dtype in _HALF_NP else a
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        e /= e.sum(axis=axis, keepdims=True)
+        return e.astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        out = self.output()
+        return out * (g - (g * out).sum(self.axis, keepdim=True)), None
+
+
+class LogSoftmax(Function):
+    save_output = True
+
+    def forward(self, a, axis):
+        self.axis = axis
+        xp = self.xp
+        x = a.astype(float32.np) if a.dtype in _HALF_NP else a
+        shifted = x - x.max(axis=axis, keepdims=True)
+        shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return shifted.astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        out = self.output()
+        return g - out.exp() * g.sum(self.axis, keepdim=True), None
+
+
+def _softmax_input(op, x: Tensor, dim, dtype):
+    if dim is None:
+        raise TypeError(f"{op}: dim is required (implicit dim selection is deprecated in PyTorch)")
+    if dtype is not None:
+        x = x.to(dtype)
+    x = to_float(x)
+    return x, normalize_dim(dim, x.ndim, op) if x.ndim else None
+
+
+def softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+    """exp(x_i) / sum_j exp(x_j) along dim."""
+    x, axis = _softmax_input("softmax", x, dim, dtype)
+    return Softmax.apply(x, axis)
+
+
+def log_softmax(x: Tensor, dim=None, dtype=None) -> Tensor:
+    """x_i - log sum_j exp(x_j) along dim, computed stably."""
+    x, axis = _softmax_input("log_softmax", x, dim, dtype)
+    return LogSoftmax.apply(x, axis)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = Tensor._wrap(x.device.backend.rand(x.shape, float32.np) >= p, x.device)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias."""
+    if x.shape[-1:] != weight.shape[-1:]:
+        raise RuntimeError(f"linear: input's last dim {x.shape} does not match weight {weight.shape} "
+                           f"(expected input (*, {weight.shape[-1]}))")
+    out = x @ weight.mT
+    return out if bias is None else out + bias
+
+
+def _norm_axes(op: str, x: Tensor, normalized_shape) -> tuple:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
+        raise RuntimeError(f"{op}: normalized_shape {list(shape)} does not match the trailing dims of input "
+                           f"of shape {x.shape}")
+    return shape, tuple(range(x.ndim - len(shape), x.ndim))
+
+
+def _check_affine(op: str, name: str, p, shape) -> None:
+    if p is not None and p.shape != shape:
+        raise RuntimeError(f"{op}: expected {name} of shape {shape}, got {p.shape}")
+
+
+def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing normalized_shape dims."""
+    shape, axes = _norm_axes("layer_norm", x, normalized_shape)
+    _check_affine("layer_norm", "weight", weight, shape)
+    _check_affine("layer_norm", "bias", bias, shape)
+    mu = x.mean(axes, keepdim=True)
+    d = x - mu
+    out = d * ((d * d).mean(axes, keepdim=True) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight; eps defaults to the dtype's machine epsilon, as in PyTorch."""
+    shape, axes = _norm_axes("rms_norm", x, normalized_shape)
+    _check_affine("rms_norm", "weight", weight, shape)
+    if eps is None:
+        import numpy as np
+
+        eps = float(np.finfo(x.dtype.np).eps)
+    out = x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+    return out if weight is None else out * weight
+
+
+def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize over the batch (and spatial) dims per channel (dim 1); in training, update the running stats."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input with at least 2 dims (N, C, ...), got shape {x.shape}")
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise RuntimeError(f"batch_norm: expected {name} of shape ({c},), got {t.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    if training:
+        n = x.numel() // c
+        if n <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+        mu = x.mean(axes, keepdim=True)
+        d = x - mu
+        v = (d * d).mean(axes, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            from ..autograd.grad_mode import no_grad
+
+            with no_grad():
+                if running_mean is not None:
+                    running_mean.copy_(running_mean * (1 - momentum) + mu.reshape(c) * momentum)
+                if running_var is not None:
+                    running_var.copy_(running_var * (1 - momentum) + v.reshape(c) * (momentum * n / (n - 1)))
+        out = d * (v + eps).rsqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("batch_norm: running_mean and running_var are required when training=False")
+        out = (x - running_mean.reshape(bshape)) * (running_var.reshape(bshape) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight.reshape(bshape)
+    if bias is not None:
+        out = out + bias.reshape(bshape)
+    return out
+
+
+class Embedding(Function):
+    def forward(self, weight, idx, padding_idx):
+        return weight[idx]
+
+    def backward(self, g):
+        from .index import IndexAdd
+
+        weight, idx, padding_idx = self.inputs
+        if padding_idx is not None:
+            keep = Tensor._wrap(idx != padding_idx, g.device).unsqueeze(-1)
+            g = g * keep  # the padding row never receives a gradient
+        return IndexAdd.apply(g, (idx,), weight.shape), None, None
+
+
+def embedding(x: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of weight picked by the integer indices in x: output shape x.shape + (embedding_dim,)."""
+    if not isinstance(x, Tensor) or x.dtype.category != INT:
+        raise RuntimeError(f"embedding: expected integer indices, got "
+                           f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding: weight must be 2-d (num_embeddings, embedding_dim), got shape {weight.shape}")
+    if x.device is not weight.device:
+        raise RuntimeError(f"embedding: indices on {x.device} but weight on {weight.device}")
+    n = weight.shape[0]
+    if x.numel():
+        lo, hi = int(x.data.min()), int(x.data.max())
+        if lo < 0 or hi >= n:
+            raise IndexError(f"embedding: index {hi if hi >= n else lo} is out of range for {n} embeddings")
+    if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings ({n})")
+        padding_idx %= n
+    return Embedding.apply(weight, x.data, padding_idx)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(q @ k^T * scale + mask) @ v over (..., L, E) queries and (..., S, E) keys.
+
+    attn_mask: bool (True = may attend) or float (added to the scores), broadcast to (..., L, S).
+    enable_gqa: key/value heads (dim -3) repeat to match the query heads (grouped-query attention).
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise RuntimeError(f"scaled_dot_product_attention: expected (..., L, E) tensors, got query {query.shape}, "
+                           f"key {key.shape}, value {value.shape}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: shapes do not fit: query {query.shape}, key {key.shape}, "
+                           f"value {value.shape} (need query E == key E and key S == value S)")
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        hq, hk = query.shape[-3], key.shape[-3]
+        if hq % hk:
+            raise RuntimeError(f"scaled_dot_product_attention: {hq} query heads are not a multiple of {hk} kv heads")
+        key = _repeat_heads(key, hq // hk)
+        value = _repeat_heads(value, hq // hk)
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query * scale) @ key.mT
+    if is_causal:
+        allowed = Tensor._wrap(query.device.backend.xp.tri(L, S, dtype=bool), query.device)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    elif attn_mask is not None:
+        if attn_mask.dtype is bool_:
+            scores = where(attn_mask, scores, float("-inf"))
+        elif attn_mask.dtype.category == FLOAT:
+            scores = scores + attn_mask
+        else:
+            raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, got {attn_mask.dtype}")
+    weights = softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)
+    return weights @ value
+
+
+def _repeat_heads(x: Tensor, n: int) -> Tensor:
+    # (..., H, S, E) -> (..., H*n, S, E) with each head repeated n times in a row
+    lead, (h, s, e) = x.shape[:-3], x.shape[-3:]
+    return x.unsqueeze(-3).expand(*lead, h, n, s, e).reshape(*lead, h * n, s, e)

@@ -1,0 +1,1 @@
+"""zigtensor.optim: optimizers."""
