@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from . import elementwise as ew
-from . import index, linalg, reduce, shape
+from . import index, linalg, nn, reduce, shape
 
 
 def _swap(fn):
@@ -82,6 +82,8 @@ METHODS = {
     "scatter": index.scatter, "index_select": index.index_select, "masked_fill": index.masked_fill,
     "nonzero": index.nonzero, "select": index.select,
     "where": lambda s, cond, other: ew.where(cond, s, other),
+    # nn ops that PyTorch also offers as methods
+    "softmax": nn.softmax, "log_softmax": nn.log_softmax,
     # new tensors like this one
     "new_zeros": _new("zeros"), "new_ones": _new("ones"), "new_empty": _new("empty"),
     "new_full": _new_full, "new_tensor": _new_tensor,
