@@ -28,6 +28,12 @@ def _topo_order(roots):
     return order
 
 
+def _root_id(arr) -> int:
+    while arr.base is not None:
+        arr = arr.base
+    return id(arr)
+
+
 def _freed_error(node):
     return RuntimeError(
         f"trying to backward through the graph a second time (node {node.name}): its saved values were freed "
@@ -43,6 +49,11 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
     """
     grads = {}  # node -> gradient w.r.t. its output
     captured = {}
+    # How many places hold each gradient buffer (by its root array): a leaf may take a buffer as its .grad
+    # without a copy only when nobody else holds it (PyTorch "steals" a gradient whose refcount is one).
+    holders = {}
+    for g in grad_outputs:
+        holders[_root_id(g.data)] = 1  # the caller's tensor
 
     def deliver(t, g):
         if capture is not None and id(t) in capture:
@@ -52,14 +63,20 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
         if fn is not None:
             prev = grads.get(fn)
             grads[fn] = g if prev is None else prev + g
+            r = _root_id(g.data)
+            holders[r] = holders.get(r, 0) + 1
         elif accumulate and t.requires_grad:
-            if not create_graph:
-                g = g.detach()
-            if t.grad is None:
-                # NOTE: copy, so two leaves never share one gradient buffer through a pass-through backward.
-                t.grad = g.clone() if not create_graph else g
+            if t.grad is not None:
+                t.grad = t.grad + g if create_graph else (t.grad + g).detach()
+            elif create_graph:
+                t.grad = g
             else:
-                t.grad = t.grad + g
+                # NOTE: .grad is the user's to modify in place, so it must own its buffer: copy a gradient that
+                # is read-only (broadcast) or also held elsewhere (pass-through backwards such as add's).
+                r = _root_id(g.data)
+                shared = holders.get(r, 0) > 0 or not g.data.flags.writeable
+                t.grad = g.clone().detach() if shared else g.detach()
+                holders[r] = holders.get(r, 0) + 1
 
     with set_grad_enabled(create_graph):
         for t, g in zip(outputs, grad_outputs):
@@ -70,6 +87,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 continue
             if node.freed:
                 raise _freed_error(node)
+            r = _root_id(g.data)
+            holders[r] -= 1  # popped: this node was its holder
             in_grads = node.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ..dtypes import FLOAT, get_default_dtype, int64, result_type, scalar_dtype
+from ..dtypes import FLOAT, bfloat16, get_default_dtype, int64, result_type, scalar_dtype
 from ..tensor import Tensor
 
 
@@ -22,6 +22,11 @@ def as_scalar(x, op: str):
     raise TypeError(f"{op}: expected a Tensor or a Python number, got {type(x).__name__} ({x!r})")
 
 
+# NOTE: NumPy treats a Python float as weak beside float16 but not beside ml_dtypes' bfloat16 (the result would
+# be float32), so the scalar goes in as a bfloat16 scalar.
+_BF16_SCALAR = bfloat16.np.type
+
+
 def promote(op: str, a, b):
     """Cast the operands of a binary op to PyTorch's result dtype. Scalars stay Python scalars."""
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
@@ -35,11 +40,15 @@ def promote(op: str, a, b):
         b = as_scalar(b, op)
         if scalar_dtype(b).category > a.dtype.category:
             a = a.to(result_type(a, b))
+        elif a.dtype is bfloat16 and isinstance(b, float):
+            b = _BF16_SCALAR(b)
         return a, b
     if tb:
         a = as_scalar(a, op)
         if scalar_dtype(a).category > b.dtype.category:
             b = b.to(result_type(a, b))
+        elif b.dtype is bfloat16 and isinstance(a, float):
+            a = _BF16_SCALAR(a)
         return a, b
     raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
 

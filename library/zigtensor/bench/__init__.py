@@ -1,0 +1,1 @@
+"""Benchmark suites: each compares zigtensor with its reference side by side in one process."""

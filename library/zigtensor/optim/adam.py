@@ -1,0 +1,75 @@
+"""Adam and AdamW (decoupled weight decay): the update of PyTorch's single-tensor implementation."""
+
+from __future__ import annotations
+
+import math
+
+from ..creation import zeros_like
+from .optimizer import Optimizer, check_range
+
+
+class Adam(Optimizer):
+    """m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr * m_hat / (sqrt(v_hat) + eps).
+
+    Args:
+        params: tensors or parameter groups (dicts with "params" and per-group options)
+        lr (float): learning rate. Default 1e-3.
+        betas (tuple[float, float]): decay rates of the first and second moments. Default (0.9, 0.999).
+        eps (float): added to the denominator. Default 1e-8.
+        weight_decay (float): L2 penalty added to the gradient (AdamW decouples it instead). Default 0.
+        amsgrad (bool): use the maximum of past second moments. Default False.
+    """
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        name = type(self).__name__
+        check_range(name, "learning rate", lr)
+        check_range(name, "epsilon value", eps)
+        check_range(name, "beta parameter at index 0", betas[0], 0.0, 1.0)
+        check_range(name, "beta parameter at index 1", betas[1], 0.0, 1.0)
+        check_range(name, "weight_decay value", weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+
+    def init_state(self, p, state, group):
+        state["step"] = 0
+        state["exp_avg"] = zeros_like(p)
+        state["exp_avg_sq"] = zeros_like(p)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = zeros_like(p)
+
+    def update(self, p, g, state, group, xp):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        state["step"] += 1
+        t = state["step"]
+        if wd:
+            if self.decoupled:
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"].data
+            xp.maximum(vmax, v, out=vmax)
+            v = vmax
+        step_size = lr / (1 - b1**t)
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(1 - b2**t)
+        denom += eps
+        # p -= step_size * m / denom, with one temporary
+        denom = xp.divide(m, denom, out=denom)
+        denom *= step_size
+        p -= denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step. Default wd 1e-2."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)

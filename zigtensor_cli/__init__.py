@@ -1,0 +1,1 @@
+"""The `zt` command line: parses, calls zigtensor, prints. No logic of its own."""

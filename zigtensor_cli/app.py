@@ -1,0 +1,57 @@
+"""The Typer app `zt`: global options, error printing and exit codes (0 ok, 1 error, 2 usage)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import bench
+
+app = typer.Typer(
+    name="zt",
+    help="zigtensor: train, benchmark, inspect and serve models with a framework you can read end to end.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench.app, name="bench")
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from zigtensor import __version__
+
+        typer.echo(f"zigtensor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Entry point: a library error prints as one line (exit 1) unless --debug asks for the traceback."""
+    try:
+        app(standalone_mode=False)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+        sys.exit(code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001  (the CLI's one place that turns errors into a line)
+        # Click's exceptions (usage errors exit 2); duck-typed since Typer may vendor its own Click
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
+            e.show()
+            sys.exit(e.exit_code)
+        if _state["debug"] or "--debug" in sys.argv:
+            raise
+        typer.echo(f"error: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
