@@ -300,7 +300,8 @@ class Tensor:
             extras.insert(0, f"size={self.shape}")
         return f"tensor({body}, {', '.join(extras)})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
     def __format__(self, spec: str) -> str:
         if self.data.size == 1 and spec:

@@ -1,5 +1,7 @@
-"""zigtensor.nn: the functional API (zigtensor.nn.functional, imported as F); layers come with the nn issue."""
+"""zigtensor.nn: Module and Parameter, containers, layers, init, and the functional API (nn.functional)."""
 
-from . import functional
+from . import functional, init
+from .container import ModuleDict, ModuleList, Sequential
+from .module import Module, Parameter
 
-__all__ = ["functional"]
+__all__ = ["functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict"]

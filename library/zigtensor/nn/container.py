@@ -1,0 +1,135 @@
+"""Containers: Sequential (call in order), ModuleList (a list), ModuleDict (a dict) of registered modules."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .module import Module
+
+
+class Sequential(Module):
+    """Modules called one after another: Sequential(Linear(4, 8), ReLU()) or Sequential(OrderedDict(...))."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self.register_module(name, _check_module("Sequential", name, m))
+        else:
+            for i, m in enumerate(modules):
+                self.register_module(str(i), _check_module("Sequential", i, m))
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return list(self._modules.values())[_index("Sequential", idx, len(self))]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        self.register_module(str(len(self)), _check_module("Sequential", len(self), module))
+        return self
+
+
+class ModuleList(Module):
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return ModuleList(list(self._modules.values())[idx])
+        return self._modules[str(_index("ModuleList", idx, len(self)))]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        self._modules[str(_index("ModuleList", idx, len(self)))] = _check_module("ModuleList", idx, module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> ModuleList:
+        self.register_module(str(len(self)), _check_module("ModuleList", len(self), module))
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        items = list(self._modules.values())
+        items.insert(index, _check_module("ModuleList", index, module))
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self._modules[str(i)] = m
+
+
+class ModuleDict(Module):
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._modules:
+            raise KeyError(f"ModuleDict has no key {key!r}; keys: {list(self._modules)}")
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.register_module(key, _check_module("ModuleDict", key, module))
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules) -> None:
+        items = modules.items() if hasattr(modules, "items") else modules
+        for k, m in items:
+            self[k] = m
+
+    def pop(self, key: str) -> Module:
+        m = self[key]
+        del self._modules[key]
+        return m
+
+
+def _check_module(container: str, where, m) -> Module:
+    if not isinstance(m, Module):
+        raise TypeError(f"{container}: entry {where!r} is a {type(m).__name__}, expected a Module")
+    return m
+
+
+def _index(container: str, idx: int, n: int) -> int:
+    if not -n <= idx < n:
+        raise IndexError(f"{container}: index {idx} is out of range for {n} modules")
+    return idx % n
