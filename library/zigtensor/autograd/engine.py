@@ -62,7 +62,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
         fn = t.grad_fn
         if fn is not None:
             prev = grads.get(fn)
-            grads[fn] = g if prev is None else prev + g
+            if prev is not None:  # the stored buffer is replaced by the sum: count the sum, not the addend
+                holders[_root_id(prev.data)] -= 1
+                g = prev + g
+            grads[fn] = g
             r = _root_id(g.data)
             holders[r] = holders.get(r, 0) + 1
         elif accumulate and t.requires_grad:
