@@ -1,6 +1,11 @@
-"""zigtensor.optim: the Optimizer base and its families."""
+"""zigtensor.optim: the Optimizer base, its families, and learning-rate schedules (optim.lr_scheduler)."""
 
+from . import lr_scheduler
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .lion import Lion
 from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
 
-__all__ = ["Optimizer", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "lr_scheduler"]

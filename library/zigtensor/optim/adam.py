@@ -18,18 +18,21 @@ class Adam(Optimizer):
         eps (float): added to the denominator. Default 1e-8.
         weight_decay (float): L2 penalty added to the gradient (AdamW decouples it instead). Default 0.
         amsgrad (bool): use the maximum of past second moments. Default False.
+        maximize (bool): ascend the objective instead of descending it. Default False.
     """
 
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 maximize=False):
         name = type(self).__name__
         check_range(name, "learning rate", lr)
         check_range(name, "epsilon value", eps)
         check_range(name, "beta parameter at index 0", betas[0], 0.0, 1.0)
         check_range(name, "beta parameter at index 1", betas[1], 0.0, 1.0)
         check_range(name, "weight_decay value", weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
 
     def init_state(self, p, state, group):
         state["step"] = 0
@@ -42,6 +45,8 @@ class Adam(Optimizer):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         state["step"] += 1
         t = state["step"]
+        if group["maximize"]:
+            g = -g
         if wd:
             if self.decoupled:
                 p *= 1 - lr * wd
@@ -71,5 +76,6 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
