@@ -43,6 +43,8 @@ from .random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from .tensor import Tensor
 
 from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
+from . import io  # noqa: E402
+from .io import load_file, save_file  # noqa: E402
 
 # PyTorch's aliases
 float = float32  # noqa: A001
