@@ -33,7 +33,10 @@ def _infer_dtype(data) -> dtypes.DType:
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of data (nested lists, scalars, NumPy arrays or a Tensor)."""
-    dev = as_device(device) if device is not None else (data.device if isinstance(data, Tensor) else as_device())
+    if device is not None:
+        dev = as_device(device)
+    else:
+        dev = data.device if isinstance(data, Tensor) else as_device()
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
     if isinstance(data, Tensor):
@@ -42,14 +45,18 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     elif isinstance(data, np.ndarray | np.generic):
         arr = data
         dtype = dtype or dtypes.from_numpy(data.dtype)
+    elif hasattr(data, "__array__") and not isinstance(data, (list, tuple, numbers.Number)):
+        # other array libraries (a detached CPU torch tensor, for one) through the array protocol
+        arr = np.asarray(data)
+        dtype = dtype or dtypes.from_numpy(arr.dtype)
     else:
         if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten_first(data)):
             data = _tensors_to_lists(data)
         if not isinstance(data, (list, tuple, numbers.Number)):
             raise TypeError(f"tensor: expected a number, a (nested) list, a NumPy array or a Tensor, got "
                             f"{type(data).__name__}")
-        dtype = dtype or _infer_dtype(data)
         try:
+            dtype = dtype or _infer_dtype(data)
             arr = np.array(data, dtype=np.float64 if dtype.category == dtypes.FLOAT else None)
         except ValueError as e:
             raise ValueError(f"tensor: data is not rectangular (ragged nested sequence): {e}") from None
@@ -162,7 +169,10 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         raise RuntimeError(f"arange: upper bound and larger bound inconsistent with step sign "
                            f"(start={start}, end={end}, step={step})")
     is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
-    dt = dtypes.as_dtype(dtype) if dtype is not None else (dtypes.int64 if is_int else dtypes.get_default_dtype())
+    if dtype is not None:
+        dt = dtypes.as_dtype(dtype)
+    else:
+        dt = dtypes.int64 if is_int else dtypes.get_default_dtype()
     n = max(0, math.ceil((end - start) / step))
     values = start + step * np.arange(n, dtype=np.int64 if is_int else np.float64)
     dev = as_device(device)

@@ -60,12 +60,15 @@ def device(spec: str | Device | None = None, index: int | None = None) -> Device
         raise RuntimeError(f"unknown device {spec!r}; expected one of 'cpu', 'cuda', 'cuda:N'")
     if idx:
         if not idx.isdigit() or index is not None:
-            raise RuntimeError(f"invalid device string {spec!r}; expected 'cuda:N' with N a non-negative integer")
+            raise RuntimeError(f"invalid device string {spec!r}; expected 'cuda:N' with N a non-negative "
+                               "integer")
         index = int(idx)
     if type_ == "cpu" and index not in (None, 0):
         raise RuntimeError(f"invalid device {spec!r}: the CPU has no index other than 0")
     if type_ == "cpu":
         index = None
+    elif index is None:
+        index = 0  # NOTE: 'cuda' means the current device, always 0 here: 'cuda' and 'cuda:0' tensors mix
     d = _interned.setdefault(("canon", type_, index), Device(type_, index))
     _interned[key] = d
     return d

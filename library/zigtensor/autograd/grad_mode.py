@@ -29,15 +29,23 @@ class _SetGrad(contextlib.ContextDecorator):
         return False
 
 
-class no_grad(_SetGrad):
-    """Ops inside do not record the graph: `with zt.no_grad(): ...` or `@zt.no_grad()`."""
+class _NoParamDecorator(_SetGrad):
+    # `@zt.no_grad` without parentheses decorates too, as in PyTorch
+    def __new__(cls, func=None):
+        if func is not None:
+            return cls()(func)
+        return super().__new__(cls)
 
-    def __init__(self):
+
+class no_grad(_NoParamDecorator):
+    """Ops inside do not record the graph: `with zt.no_grad(): ...`, `@zt.no_grad()` or `@zt.no_grad`."""
+
+    def __init__(self, func=None):
         super().__init__(False)
 
 
-class enable_grad(_SetGrad):
-    def __init__(self):
+class enable_grad(_NoParamDecorator):
+    def __init__(self, func=None):
         super().__init__(True)
 
 

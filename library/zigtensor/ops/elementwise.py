@@ -125,7 +125,8 @@ def _binary(cls, op):
     return fn
 
 
-add, sub, mul, remainder = _binary(Add, "add"), _binary(Sub, "sub"), _binary(Mul, "mul"), _binary(Remainder, "remainder")
+add, sub, mul = _binary(Add, "add"), _binary(Sub, "sub"), _binary(Mul, "mul")
+remainder = _binary(Remainder, "remainder")
 
 
 def div(a, b, rounding_mode=None):
@@ -138,7 +139,8 @@ def div(a, b, rounding_mode=None):
             return (a / b).trunc()
         # integer division rounding toward zero: |a| // |b| with the sign of a * b
         q = FloorDivide.apply(_abs(a), _abs(b))
-        return where((a < 0) ^ (b < 0) if isinstance(a, Tensor) and isinstance(b, Tensor) else _neg_mask(a, b), -q, q)
+        both = isinstance(a, Tensor) and isinstance(b, Tensor)
+        return where((a < 0) ^ (b < 0) if both else _neg_mask(a, b), -q, q)
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
     # true division of integers gives the default float
@@ -179,6 +181,9 @@ def pow(a, b):
 
 
 def neg(a):
+    if a.dtype is bool_:
+        raise RuntimeError("neg: negation, the `-` operator, on a bool tensor is not supported; use ~ or "
+                           "logical_not() to invert a mask")
     return Neg.apply(a)
 
 
@@ -220,7 +225,8 @@ def _bitwise(name, ufunc_name):
         a, b = promote(name, a, b)
         t = a if isinstance(a, Tensor) else b
         if t.dtype.category == FLOAT:
-            raise TypeError(f"{name}: not defined for floating tensors (got {t.dtype})")
+            raise TypeError(f"{name}: not defined for floating tensors "
+                            f"(got {_dtype_name(a)} and {_dtype_name(b)})")
         check_broadcast(name, a, b)
         return BitwiseOrLogical.apply(a, b, op=getattr(t.device.backend.xp, ufunc_name))
 
@@ -228,7 +234,12 @@ def _bitwise(name, ufunc_name):
     return fn
 
 
-bitwise_and, bitwise_or, bitwise_xor = _bitwise("and", "bitwise_and"), _bitwise("or", "bitwise_or"), _bitwise("xor", "bitwise_xor")
+def _dtype_name(x):
+    return x.dtype.name if isinstance(x, Tensor) else type(x).__name__
+
+
+bitwise_and, bitwise_or = _bitwise("bitwise_and", "bitwise_and"), _bitwise("bitwise_or", "bitwise_or")
+bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor")
 
 
 class LogicalNot(Function):
@@ -531,7 +542,7 @@ def cast(a: Tensor, dtype) -> Tensor:
     return Cast.apply(a, dtype)
 
 
-def where(cond, a, b=None):
+def where(cond, a=None, b=None):
     """where(cond, a, b): a where cond is true, else b. where(cond) alone gives the indices (nonzero)."""
     if b is None and a is None:
         return cond.nonzero(as_tuple=True)

@@ -20,6 +20,10 @@ def _is_basic(key: tuple) -> bool:
 
 def normalize_key(x: Tensor, key) -> tuple:
     """Turn a user's key into a tuple of ints, slices, None, Ellipsis and backend index arrays."""
+    if isinstance(key, list) and len(key) < 32 and any(
+        isinstance(k, (list, tuple, slice, Tensor, np.ndarray)) or k is None or k is Ellipsis for k in key
+    ):
+        key = tuple(key)  # as PyTorch (and old NumPy): x[[[0, 1], [2, 0]]] means x[[0, 1], [2, 0]]
     if not isinstance(key, tuple):
         key = (key,)
     out = []
@@ -45,8 +49,8 @@ def normalize_key(x: Tensor, key) -> tuple:
                 raise ValueError(f"index: step must be greater than zero, got slice {k}")
             out.append(k)
         else:
-            raise IndexError(f"index: unsupported index type {type(k).__name__} ({k!r}); expected int, slice, None, "
-                             "..., a list, or an integer/bool Tensor")
+            raise IndexError(f"index: unsupported index type {type(k).__name__} ({k!r}); expected int, "
+                             "slice, None, ..., a list, or an integer/bool Tensor")
     return tuple(out)
 
 
@@ -79,7 +83,7 @@ class IndexAdd(Function):
 
 
 def getitem(x: Tensor, key) -> Tensor:
-    if x.ndim == 0 and key == () or key is Ellipsis:
+    if x.ndim == 0 and isinstance(key, tuple) and key == () or key is Ellipsis:
         return x
     return GetItem.apply(x, normalize_key(x, key))
 
@@ -88,7 +92,8 @@ def setitem(x: Tensor, key, value) -> None:
     key = normalize_key(x, key)
     if isinstance(value, Tensor):
         if value.device is not x.device:
-            raise RuntimeError(f"__setitem__: value on {value.device} cannot be written to a tensor on {x.device}")
+            raise RuntimeError(f"__setitem__: value on {value.device} cannot be written to a tensor on "
+                               f"{x.device}")
         value = value.data
     else:
         value = as_scalar(value, "__setitem__") if not isinstance(value, (list, tuple, np.ndarray)) else \
@@ -149,12 +154,15 @@ def _check_index(op: str, x: Tensor, dim: int, index: Tensor, src: Tensor | None
         lo, hi = int(index.data.min()), int(index.data.max())
         n = x.shape[axis] if x.ndim else 1
         if lo < 0 or hi >= n:
-            raise IndexError(f"{op}: index {hi if hi >= n else lo} is out of bounds for dimension {axis} with size {n}")
+            raise IndexError(f"{op}: index {hi if hi >= n else lo} is out of bounds for dimension {axis} "
+                             f"with size {n}")
     return axis
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
     axis = _check_index("gather", x, dim, index)
+    if x.ndim == 0:
+        return Gather.apply(x.reshape(1), 0, index.data.reshape(1)).reshape(())
     return Gather.apply(x, axis, index.data)
 
 
@@ -165,6 +173,8 @@ def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
         raise RuntimeError(f"scatter_add: expected src dtype {x.dtype} to match input dtype, got {src.dtype}")
     if src.shape != index.shape:
         src = src[tuple(slice(0, s) for s in index.shape)]
+    if x.ndim == 0:
+        return x + ScatterAddInto.apply(src.reshape(1), (1,), 0, index.data.reshape(1)).reshape(())
     return x + ScatterAddInto.apply(src, x.shape, axis, index.data)
 
 
@@ -194,12 +204,14 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
                            f"{index.dtype if isinstance(index, Tensor) else type(index).__name__}"
                            f"{'' if not isinstance(index, Tensor) else ' of shape ' + str(index.shape)}")
     d = normalize_dim(dim, x.ndim, "index_select")
+    if x.ndim == 0:
+        return getitem(x.reshape(1), (index.reshape(-1),)).reshape(())
     return getitem(x, (slice(None),) * d + (index.reshape(-1),))
 
 
 def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
-    from .elementwise import Where
     from .common import broadcast_shapes
+    from .elementwise import Where
 
     if not isinstance(mask, Tensor) or mask.dtype is not bool_:
         raise RuntimeError(f"masked_fill: expected a bool mask tensor, got "
@@ -207,13 +219,16 @@ def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
     if mask.device is not x.device:
         raise RuntimeError(f"masked_fill: mask on {mask.device} but input on {x.device}")
     if broadcast_shapes("masked_fill", x.shape, mask.shape) != x.shape:
-        raise RuntimeError(f"masked_fill: mask of shape {mask.shape} does not broadcast to input shape {x.shape}")
+        raise RuntimeError(f"masked_fill: mask of shape {mask.shape} does not broadcast to input shape "
+                           f"{x.shape}")
     if isinstance(value, Tensor):
         if value.ndim:
-            raise RuntimeError(f"masked_fill: only supports a 0-dimensional value tensor, got shape {value.shape}")
+            raise RuntimeError("masked_fill: only supports a 0-dimensional value tensor, got shape "
+                               f"{value.shape}")
         value = value.item()
     if x.dtype.category != FLOAT and isinstance(value, float) and value != int(value):
-        raise RuntimeError(f"masked_fill: value {value} cannot be converted to {x.dtype} without overflow/rounding")
+        raise RuntimeError(f"masked_fill: value {value} cannot be converted to {x.dtype} without "
+                           "overflow/rounding")
     fill = x.device.backend.xp.asarray(value, dtype=x.dtype.np)
     return Where.apply(mask, fill, x)
 

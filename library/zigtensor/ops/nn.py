@@ -18,6 +18,8 @@ class Softmax(Function):
     def forward(self, a, axis):
         self.axis = axis
         xp = self.xp
+        if a.size == 0:
+            return a.copy()
         x = a.astype(float32.np) if a.dtype in _HALF_NP else a
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         e /= e.sum(axis=axis, keepdims=True)
@@ -34,6 +36,8 @@ class LogSoftmax(Function):
     def forward(self, a, axis):
         self.axis = axis
         xp = self.xp
+        if a.size == 0:
+            return a.copy()
         x = a.astype(float32.np) if a.dtype in _HALF_NP else a
         shifted = x - x.max(axis=axis, keepdims=True)
         shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -128,11 +132,12 @@ def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None)
 
 def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Normalize over the batch (and spatial) dims per channel (dim 1); in training, update the running stats."""
+    """Normalize over the batch (and spatial) dims per channel (dim 1); in training, update running stats."""
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected input with at least 2 dims (N, C, ...), got shape {x.shape}")
     c = x.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+    named = (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias))
+    for name, t in named:
         if t is not None and t.shape != (c,):
             raise RuntimeError(f"batch_norm: expected {name} of shape ({c},), got {t.shape}")
     axes = (0,) + tuple(range(2, x.ndim))
@@ -140,7 +145,8 @@ def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias
     if training:
         n = x.numel() // c
         if n <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+            raise ValueError("batch_norm: expected more than 1 value per channel when training, got input "
+                             f"{x.shape}")
         mu = x.mean(axes, keepdim=True)
         d = x - mu
         v = (d * d).mean(axes, keepdim=True)
@@ -157,6 +163,31 @@ def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias
         if running_mean is None or running_var is None:
             raise RuntimeError("batch_norm: running_mean and running_var are required when training=False")
         out = (x - running_mean.reshape(bshape)) * (running_var.reshape(bshape) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight.reshape(bshape)
+    if bias is not None:
+        out = out + bias.reshape(bshape)
+    return out
+
+
+def group_norm(x: Tensor, num_groups: int, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Split the channels (dim 1) into num_groups groups; normalize each group of each sample over its
+    channels and positions: (x - mean) / sqrt(var + eps), then a per-channel weight and bias."""
+    if x.ndim < 2:
+        raise RuntimeError(f"group_norm: expected input with at least 2 dims (N, C, ...), "
+                           f"got shape {x.shape}")
+    n, c = x.shape[:2]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups <= 0:
+        raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
+    if c % num_groups:
+        raise RuntimeError(f"group_norm: expected the number of channels ({c}, input of shape {x.shape}) "
+                           f"to be divisible by num_groups={num_groups}")
+    _check_affine("group_norm", "weight", weight, (c,))
+    _check_affine("group_norm", "bias", bias, (c,))
+    g = x.reshape(n, num_groups, -1)  # (N, G, C/G * spatial)
+    d = g - g.mean(-1, keepdim=True)
+    out = (d * ((d * d).mean(-1, keepdim=True) + eps).rsqrt()).reshape(x.shape)
+    bshape = (1, c) + (1,) * (x.ndim - 2)
     if weight is not None:
         out = out * weight.reshape(bshape)
     if bias is not None:
@@ -184,7 +215,8 @@ def embedding(x: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tens
         raise RuntimeError(f"embedding: expected integer indices, got "
                            f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
     if weight.ndim != 2:
-        raise RuntimeError(f"embedding: weight must be 2-d (num_embeddings, embedding_dim), got shape {weight.shape}")
+        raise RuntimeError("embedding: weight must be 2-d (num_embeddings, embedding_dim), got shape "
+                           f"{weight.shape}")
     if x.device is not weight.device:
         raise RuntimeError(f"embedding: indices on {x.device} but weight on {weight.device}")
     n = weight.shape[0]
@@ -199,8 +231,8 @@ def embedding(x: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tens
     return Embedding.apply(weight, x.data, padding_idx)
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale: float | None = None,
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:
     """softmax(q @ k^T * scale + mask) @ v over (..., L, E) queries and (..., S, E) keys.
 
@@ -208,17 +240,18 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     enable_gqa: key/value heads (dim -3) repeat to match the query heads (grouped-query attention).
     """
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
-        raise RuntimeError(f"scaled_dot_product_attention: expected (..., L, E) tensors, got query {query.shape}, "
-                           f"key {key.shape}, value {value.shape}")
+        raise RuntimeError("scaled_dot_product_attention: expected (..., L, E) tensors, got query "
+                           f"{query.shape}, key {key.shape}, value {value.shape}")
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
-        raise RuntimeError(f"scaled_dot_product_attention: shapes do not fit: query {query.shape}, key {key.shape}, "
-                           f"value {value.shape} (need query E == key E and key S == value S)")
+        raise RuntimeError(f"scaled_dot_product_attention: shapes do not fit: query {query.shape}, key "
+                           f"{key.shape}, value {value.shape} (need query E == key E and key S == value S)")
     if is_causal and attn_mask is not None:
         raise RuntimeError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
     if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
         hq, hk = query.shape[-3], key.shape[-3]
         if hq % hk:
-            raise RuntimeError(f"scaled_dot_product_attention: {hq} query heads are not a multiple of {hk} kv heads")
+            raise RuntimeError(f"scaled_dot_product_attention: {hq} query heads are not a multiple of {hk} "
+                               "kv heads")
         key = _repeat_heads(key, hq // hk)
         value = _repeat_heads(value, hq // hk)
     L, S = query.shape[-2], key.shape[-2]
@@ -231,10 +264,24 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         if attn_mask.dtype is bool_:
             scores = where(attn_mask, scores, float("-inf"))
         elif attn_mask.dtype.category == FLOAT:
+            if attn_mask.dtype is not query.dtype:
+                raise TypeError("scaled_dot_product_attention: a float attn_mask must have the query's "
+                                f"dtype {query.dtype}, got {attn_mask.dtype}")
             scores = scores + attn_mask
         else:
-            raise TypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, got {attn_mask.dtype}")
-    weights = softmax(scores, dim=-1)
+            raise TypeError("scaled_dot_product_attention: attn_mask must be bool or float, got "
+                            f"{attn_mask.dtype}")
+    if is_causal or attn_mask is not None:
+        # A query that may attend nowhere gets zeros, not nan (PyTorch's safe softmax).
+        xp = query.device.backend.xp
+        blocked = xp.isneginf(scores.data).all(axis=-1, keepdims=True)
+        if blocked.any():
+            blocked = Tensor._wrap(blocked, query.device)
+            weights = softmax(scores.masked_fill(blocked, 0.0), dim=-1).masked_fill(blocked, 0.0)
+        else:
+            weights = softmax(scores, dim=-1)
+    else:
+        weights = softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights @ value

@@ -3,6 +3,7 @@ logsumexp, any/all, and the cumulative sum."""
 
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 from ..autograd.function import Function
@@ -119,7 +120,7 @@ class ArgExtreme(Function):
 
 
 def _check_nonempty(op: str, x: Tensor, axes: tuple) -> None:
-    if x.numel() == 0 and (not axes or any(x.shape[a] == 0 for a in axes)):
+    if x.numel() == 0 and (not axes or builtins.any(x.shape[a] == 0 for a in axes)):
         raise IndexError(f"{op}: expected a non-empty tensor for the reduced dims, got shape {x.shape}")
 
 
@@ -150,7 +151,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
 def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if dim is None:
         return Prod.apply(x if x.dtype.category == FLOAT else x.long(), None, keepdim)
-    axis = normalize_dim(dim, x.ndim, "prod")
+    axis = normalize_dim(dim, x.ndim, "prod") if x.ndim else None  # a 0-d tensor has only "all" to reduce
     return Prod.apply(x if x.dtype.category == FLOAT else x.long(), axis, keepdim)
 
 
@@ -224,7 +225,8 @@ def var(x: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction
         n *= x.shape[a]
     d = x - mean(x, axes, keepdim=True)
     total = sum(d * d, axes, keepdim)
-    return total / (n - c) if n - c > 0 else total * float("nan")
+    # NOTE: divide by max(0, n - correction) as PyTorch does: inf where n <= correction, nan for 0 / 0
+    return total / builtins.max(0, n - c)
 
 
 def std(x: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:
@@ -262,11 +264,11 @@ class AnyAll(Function):
 
 
 def any(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    return AnyAll.apply(x, normalize_dims(dim, x.ndim, "any"), keepdim, fn=x.device.backend.xp.any)
+    return AnyAll.apply(x, normalize_dims(dim, x.ndim, "any", False), keepdim, fn=x.device.backend.xp.any)
 
 
 def all(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    return AnyAll.apply(x, normalize_dims(dim, x.ndim, "all"), keepdim, fn=x.device.backend.xp.all)
+    return AnyAll.apply(x, normalize_dims(dim, x.ndim, "all", False), keepdim, fn=x.device.backend.xp.all)
 
 
 def count_nonzero(x: Tensor, dim=None) -> Tensor:

@@ -50,8 +50,9 @@ class View(Function):
             out.shape = shape  # raises instead of copying when strides do not allow a view
         except AttributeError:
             raise RuntimeError(
-                f"view: shape {list(shape)} is not compatible with the input's size {list(a.shape)} and strides "
-                "(at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead."
+                f"view: shape {list(shape)} is not compatible with the input's size {list(a.shape)} and "
+                "strides (at least one dimension spans across two contiguous subspaces). Use .reshape(...) "
+                "instead."
             ) from None
         return out
 
@@ -102,14 +103,23 @@ class Flip(Function):
         return g.flip(self.axes), None
 
 
+def _legacy_empty(a) -> bool:
+    return a.ndim == 1 and a.shape[0] == 0
+
+
 class Cat(Function):
     def forward(self, *arrays, axis):
         self.axis = axis
-        return self.xp.concatenate(arrays, axis=axis)
+        # legacy behaviour kept by PyTorch: 1-d empty tensors are skipped (their gradient is empty too)
+        kept = [a for a in arrays if not _legacy_empty(a)] or arrays[:1]
+        return self.xp.concatenate(kept, axis=axis)
 
     def backward(self, g):
         grads, start = [], 0
         for t in self.inputs:
+            if _legacy_empty(t) and g.ndim != 1:
+                grads.append(g.new_zeros((0,)))
+                continue
             n = t.shape[self.axis]
             grads.append(g.narrow(self.axis, start, n))
             start += n
@@ -167,8 +177,9 @@ def view(x: Tensor, *shape) -> Tensor:
 def expand(x: Tensor, *sizes) -> Tensor:
     sizes = _shape_arg("expand", sizes)
     if len(sizes) < x.ndim:
-        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the "
-                           f"number of dimensions in the tensor ({x.ndim}); shape {x.shape}, sizes {sizes}")
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal "
+                           f"to the number of dimensions in the tensor ({x.ndim}); shape {x.shape}, sizes "
+                           f"{sizes}")
     lead = len(sizes) - x.ndim
     shape = []
     for i, s in enumerate(sizes):
@@ -181,8 +192,9 @@ def expand(x: Tensor, *sizes) -> Tensor:
         if s == -1:
             s = cur
         if cur != s and cur != 1:
-            raise RuntimeError(f"expand: the expanded size of the tensor ({s}) must match the existing size ({cur}) "
-                               f"at non-singleton dimension {i}; target sizes {sizes}, tensor shape {x.shape}")
+            raise RuntimeError(f"expand: the expanded size of the tensor ({s}) must match the existing size "
+                               f"({cur}) at non-singleton dimension {i}; target sizes {sizes}, tensor shape "
+                               f"{x.shape}")
         shape.append(s)
     shape = tuple(shape)
     return x if shape == x.shape else Expand.apply(x, shape)
@@ -191,7 +203,8 @@ def expand(x: Tensor, *sizes) -> Tensor:
 def permute(x: Tensor, *dims) -> Tensor:
     dims = _shape_arg("permute", dims)
     if len(dims) != x.ndim:
-        raise RuntimeError(f"permute: number of dims don't match: tensor has {x.ndim} dims, got {len(dims)} ({dims})")
+        raise RuntimeError(f"permute: number of dims don't match: tensor has {x.ndim} dims, got {len(dims)} "
+                           f"({dims})")
     axes = tuple(normalize_dim(d, x.ndim, "permute") for d in dims)
     if len(set(axes)) != len(axes):
         raise RuntimeError(f"permute: repeated dim in {dims}")
@@ -226,7 +239,8 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     n = x.ndim + 1
     if not -n <= dim < n:
-        raise IndexError(f"unsqueeze: dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+        raise IndexError(f"unsqueeze: dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
     dim %= n
     return Reshape.apply(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
@@ -250,8 +264,8 @@ def unflatten(x: Tensor, dim: int, sizes) -> Tensor:
 def repeat(x: Tensor, *reps) -> Tensor:
     reps = _shape_arg("repeat", reps)
     if len(reps) < x.ndim:
-        raise RuntimeError(f"repeat: number of repeat dims ({len(reps)}) can not be smaller than the number of "
-                           f"dimensions of the tensor ({x.ndim})")
+        raise RuntimeError(f"repeat: number of repeat dims ({len(reps)}) can not be smaller than the number "
+                           f"of dimensions of the tensor ({x.ndim})")
     return Repeat.apply(x, reps)
 
 
@@ -264,7 +278,7 @@ def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     d = normalize_dim(dim, x.ndim, "narrow")
     if start < 0:
         start += x.shape[d]
-    if not (0 <= start and length >= 0 and start + length <= x.shape[d]):
+    if not (start >= 0 and length >= 0 and start + length <= x.shape[d]):
         raise IndexError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({x.shape[d]})")
     return x[(slice(None),) * d + (slice(start, start + length),)]
 
@@ -272,9 +286,11 @@ def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
 def _same_device(op: str, tensors) -> None:
     for t in tensors:
         if not isinstance(t, Tensor):
-            raise TypeError(f"{op}: expected a sequence of Tensors, got an element of type {type(t).__name__}")
+            raise TypeError(f"{op}: expected a sequence of Tensors, got an element of type "
+                            f"{type(t).__name__}")
         if t.device is not tensors[0].device:
-            raise RuntimeError(f"{op}: expected all tensors on the same device, found {tensors[0].device} and {t.device}")
+            raise RuntimeError(f"{op}: expected all tensors on the same device, found {tensors[0].device} "
+                               f"and {t.device}")
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
@@ -282,19 +298,18 @@ def cat(tensors, dim: int = 0) -> Tensor:
     if not tensors:
         raise RuntimeError("cat: expected a non-empty list of Tensors")
     _same_device("cat", tensors)
-    # legacy behaviour kept by PyTorch: 1-d empty tensors are skipped
-    parts = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
+    parts = [t for t in tensors if not _legacy_empty(t)] or tensors[:1]
     ref = parts[0]
     if ref.ndim == 0:
         raise RuntimeError("cat: zero-dimensional tensor cannot be concatenated")
     d = normalize_dim(dim, ref.ndim, "cat")
     for i, t in enumerate(parts):
         if t.ndim != ref.ndim or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref.shape)) if j != d):
-            raise RuntimeError(f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape "
-                               f"{ref.shape} and tensor {i} has shape {t.shape}")
-    dt = result_type(*parts)
-    parts = [t if t.dtype is dt else t.to(dt) for t in parts]
-    return parts[0].clone() if len(parts) == 1 else Cat.apply(*parts, axis=d)
+            raise RuntimeError(f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has "
+                               f"shape {ref.shape} and tensor {i} has shape {t.shape}")
+    dt = result_type(*tensors)
+    tensors = [t if t.dtype is dt else t.to(dt) for t in tensors]
+    return tensors[0].clone() if len(tensors) == 1 else Cat.apply(*tensors, axis=d)
 
 
 def stack(tensors, dim: int = 0) -> Tensor:
@@ -304,11 +319,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
     _same_device("stack", tensors)
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
-            raise RuntimeError(f"stack: expects each tensor to be equal size, but got {tensors[0].shape} at entry 0 "
-                               f"and {t.shape} at entry {i}")
+            raise RuntimeError(f"stack: expects each tensor to be equal size, but got {tensors[0].shape} at "
+                               f"entry 0 and {t.shape} at entry {i}")
     n = tensors[0].ndim + 1
     if not -n <= dim < n:
-        raise IndexError(f"stack: dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+        raise IndexError(f"stack: dimension out of range (expected to be in range of [{-n}, {n - 1}], but "
+                         f"got {dim})")
     return cat([unsqueeze(t, dim) for t in tensors], dim % n)
 
 
@@ -323,7 +339,8 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     else:
         sizes = list(split_size_or_sections)
         if sum(sizes) != n or any(s < 0 for s in sizes):
-            raise RuntimeError(f"split: split sizes {sizes} must be non-negative and sum to the size of dim {d} ({n})")
+            raise RuntimeError(f"split: split sizes {sizes} must be non-negative and sum to the size of dim "
+                               f"{d} ({n})")
     out, start = [], 0
     for s in sizes:
         out.append(narrow(x, d, start, s))
@@ -335,6 +352,8 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError(f"chunk: chunks must be positive, got {chunks}")
     d = normalize_dim(dim, x.ndim, "chunk")
+    if x.shape[d] == 0:  # as PyTorch: `chunks` empty pieces, not one
+        return split(x, [0] * chunks, d)
     size = max(1, math.ceil(x.shape[d] / chunks))
     return split(x, size, d)
 

@@ -1,0 +1,78 @@
+"""Matrix products against PyTorch: matmul with 1-d operands, batching and broadcasting; mm, bmm, outer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracle import helper_test_op, torch
+
+import zigtensor as zt
+
+SHAPES = [
+    ((3, 4), (4, 5)),
+    ((4,), (4,)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((2, 3, 4), (4, 5)),
+    ((3, 4), (2, 4, 5)),
+    ((2, 3, 4), (2, 4, 5)),
+    ((2, 1, 3, 4), (5, 4, 2)),  # broadcast batch dims
+    ((4,), (2, 4, 5)),
+    ((2, 3, 4), (4,)),
+    ((1, 4), (4, 1)),
+    ((0, 4), (4, 5)),  # empty rows
+    ((3, 0), (0, 5)),  # empty inner dim: zeros
+    ((2, 0, 4), (4, 3)),
+]
+
+
+@pytest.mark.parametrize("sa,sb", SHAPES, ids=str)
+def test_matmul(sa, sb):
+    helper_test_op([sa, sb], lambda x, y: x @ y)
+    helper_test_op([sa, sb], lambda x, y: torch.matmul(x, y), lambda x, y: zt.matmul(x, y), layout="T")
+    helper_test_op([sa, sb], lambda x, y: x.matmul(y), layout="sliced")
+
+
+def test_matmul_float64():
+    helper_test_op([(2, 3, 4), (4, 5)], lambda x, y: x @ y, dtype=zt.float64, atol=1e-12, rtol=1e-10,
+                   grad_atol=1e-12, grad_rtol=1e-10)
+
+
+def test_matmul_integers():
+    v = [np.arange(6).reshape(2, 3) - 2, np.arange(12).reshape(3, 4) % 5]
+    helper_test_op(None, lambda x, y: x @ y, dtype=zt.int64, values=v)
+    helper_test_op(None, lambda x, y: x @ y, dtype=zt.int32, values=v)
+
+
+def test_matmul_one_operand_grad():
+    helper_test_op([(3, 4)], lambda x: x @ torch.ones(4, 2), lambda x: x @ zt.ones(4, 2))
+    helper_test_op([(4, 2)], lambda x: torch.ones(3, 4) @ x, lambda x: zt.ones(3, 4) @ x)
+
+
+def test_mm_bmm_outer():
+    helper_test_op([(3, 4), (4, 5)], lambda x, y: x.mm(y))
+    helper_test_op([(3, 4), (4, 5)], lambda x, y: torch.mm(x, y), lambda x, y: zt.mm(x, y), layout="T")
+    helper_test_op([(2, 3, 4), (2, 4, 5)], lambda x, y: x.bmm(y))
+    helper_test_op([(2, 3, 4), (2, 4, 5)], lambda x, y: torch.bmm(x, y), lambda x, y: zt.bmm(x, y),
+                   layout="sliced")
+    helper_test_op([(3,), (4,)], lambda x, y: torch.outer(x, y), lambda x, y: zt.outer(x, y))
+
+
+def test_matmul_chain():
+    helper_test_op([(3, 4), (4, 5), (5, 2)], lambda x, y, z: (x @ y).relu() @ z)
+    helper_test_op([(2, 3), (3, 3)], lambda x, w: x @ w @ w.T)
+
+
+def test_matmul_errors():
+    with pytest.raises(RuntimeError, match=r"matmul: shapes \(3, 4\) and \(5, 2\) cannot be multiplied"):
+        zt.ones(3, 4) @ zt.ones(5, 2)
+    with pytest.raises(RuntimeError, match="matmul: both arguments need at least 1 dimension"):
+        zt.ones(3) @ zt.tensor(2.0)
+    with pytest.raises(RuntimeError, match=r"matmul: .*float32.*\(2, 2\).*float64.*\(2, 2\)"):
+        zt.ones(2, 2) @ zt.ones(2, 2, dtype=zt.float64)
+    with pytest.raises(ValueError, match=r"matmul: shapes .*\(2,\).*\(3,\).*cannot be broadcast"):
+        zt.ones(2, 3, 4) @ zt.ones(3, 4, 5)
+    with pytest.raises(RuntimeError, match=r"mm: expected 2-d tensors, got shapes \(3,\)"):
+        zt.mm(zt.ones(3), zt.ones(3, 2))
+    with pytest.raises(RuntimeError, match="bmm"):
+        zt.bmm(zt.ones(2, 3, 4), zt.ones(3, 4, 5))

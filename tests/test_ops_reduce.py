@@ -1,0 +1,175 @@
+"""Reductions against PyTorch: dim as None, int, tuple or negative; keepdim; empty and 0-d inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracle import helper_test_op, torch
+
+import zigtensor as zt
+
+DIMS = [None, 0, 1, -1, (0, 2), (-1, -3), (1,), ()]
+
+
+@pytest.mark.parametrize("dim", DIMS, ids=str)
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_mean(dim, keepdim):
+    for name in ("sum", "mean"):
+        if dim is None:
+            helper_test_op([(2, 3, 4)], lambda x, name=name: getattr(x, name)())
+            continue
+        helper_test_op([(2, 3, 4)], lambda x, name=name: getattr(x, name)(dim, keepdim=keepdim))
+        helper_test_op([(2, 3, 4)], lambda x, name=name: getattr(x, name)(dim=dim, keepdim=keepdim),
+                       layout="T")
+        helper_test_op([(2, 3, 4)], lambda x, name=name: getattr(x, name)(dim, keepdim), layout="sliced")
+        helper_test_op([(2, 3, 4)], lambda x, name=name: getattr(torch, name)(x, dim, keepdim),
+                       lambda x, name=name: getattr(zt, name)(x, dim, keepdim))
+
+
+def test_sum_special():
+    helper_test_op([(0, 4)], lambda x: x.sum())
+    helper_test_op([(0, 4)], lambda x: x.sum(0))
+    helper_test_op([(0, 4)], lambda x: x.sum(1, keepdim=True))
+    helper_test_op([(0, 4)], lambda x: x.mean(1))
+    helper_test_op([()], lambda x: x.sum())
+    helper_test_op([()], lambda x: x.sum(0))
+    helper_test_op([()], lambda x: x.mean(-1, keepdim=True))
+    helper_test_op([(3, 4)], lambda x: x.sum(dtype=torch.float64), lambda x: x.sum(dtype=zt.float64))
+    helper_test_op(None, lambda x: x.sum(0), dtype=zt.int32, values=[np.array([[1, 2], [3, 4]])])
+    helper_test_op(None, lambda x: x.sum(), dtype=zt.bool, values=[np.array([[True, False], [True, True]])])
+    helper_test_op(None, lambda x: x.sum(1), dtype=zt.uint8, values=[np.array([[200, 100], [3, 4]])])
+    helper_test_op([(4, 5)], lambda x: x.mean(dtype=torch.float64), lambda x: x.mean(dtype=zt.float64))
+    helper_test_op(None, lambda x: x.mean(dtype=torch.float32), lambda x: x.mean(dtype=zt.float32),
+                   dtype=zt.int64, values=[np.array([1, 2, 4])])
+
+
+@pytest.mark.parametrize("dim", [None, 0, -1, (0, 2), (1, -1)], ids=str)
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_std(name, dim, keepdim):
+    if dim is None:
+        helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)())
+        helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(unbiased=False))
+        return
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(dim, keepdim=keepdim))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(dim, keepdim=keepdim, correction=0), layout="T")
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(dim, unbiased=False, keepdim=keepdim),
+                   layout="sliced")
+    helper_test_op([(3, 4, 5)], lambda x: getattr(x, name)(dim, keepdim=keepdim, correction=2))
+    # n <= correction: inf (forward only; the gradient there is a sign pattern of infinities)
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(dim, keepdim=keepdim, correction=2),
+                   forward_only=True)
+    helper_test_op([(2, 3, 4)], lambda x: getattr(torch, name)(x, dim, keepdim=keepdim),
+                   lambda x: getattr(zt, name)(x, dim, keepdim=keepdim))
+
+
+def test_var_std_special():
+    helper_test_op([()], lambda x: x.var(correction=0))
+    helper_test_op([(0, 3)], lambda x: x.var(1))
+    helper_test_op([(1, 3)], lambda x: x.var(0), forward_only=True)  # n - 1 == 0: nan, as in torch
+    helper_test_op([(3, 4)], lambda x: x.std(0), dtype=zt.float64, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min(name):
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)())
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(1))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(-1, keepdim=True))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(dim=0), layout="T")
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)(1), layout="sliced")
+    helper_test_op([(3, 4)], lambda x: getattr(torch, name)(x, 0), lambda x: getattr(zt, name)(x, 0))
+    helper_test_op([(3, 4)], lambda x: getattr(torch, name)(x), lambda x: getattr(zt, name)(x))
+    helper_test_op([()], lambda x: getattr(x, name)())
+    helper_test_op([()], lambda x: getattr(x, name)(0))
+    helper_test_op([(0, 4)], lambda x: getattr(x, name)(1))
+    helper_test_op([(4, 0)], lambda x: getattr(x, name)(0, keepdim=True))
+    helper_test_op(None, lambda x: getattr(x, name)(0), dtype=zt.int64, values=[np.array([[1, 5], [3, -4]])])
+    # the whole-tensor form shares the gradient among tied extremes, the dim form picks one index
+    helper_test_op(None, lambda x: getattr(x, name)(), values=[np.array([[1.0, 3.0], [3.0, 1.0]])])
+
+
+def test_max_returns_values_indices():
+    x = zt.tensor([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]])
+    out = x.max(1)
+    assert out.values.tolist() == [5.0, 7.0] and out.indices.tolist() == [1, 0]
+    values, indices = x.min(dim=0, keepdim=True)
+    assert values.tolist() == [[1.0, 0.0, 2.0]] and indices.tolist() == [[0, 1, 0]]
+    assert indices.dtype is zt.int64
+
+
+@pytest.mark.parametrize("name", ["amax", "amin"])
+def test_amax_amin(name):
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)())
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)((0, -1)))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(1, keepdim=True), layout="T")
+    helper_test_op(None, lambda x: getattr(x, name)(1), values=[np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 1.0]])])
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_argmax_argmin(name):
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)())
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(1))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(-1, keepdim=True))
+    helper_test_op([(2, 3, 4)], lambda x: getattr(x, name)(0), layout="T")
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)(dim=1), layout="sliced")
+    helper_test_op([(3, 4)], lambda x: getattr(torch, name)(x, 1), lambda x: getattr(zt, name)(x, 1))
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)(keepdim=True))
+    helper_test_op([()], lambda x: getattr(x, name)())
+    helper_test_op([()], lambda x: getattr(x, name)(0))
+    helper_test_op([(0, 4)], lambda x: getattr(x, name)(1))
+    helper_test_op(None, lambda x: getattr(x, name)(1), dtype=zt.int32,
+                   values=[np.array([[1, 5, 5], [3, -4, 3]])])
+    # ties: the first index, as in torch
+    helper_test_op(None, lambda x: getattr(x, name)(), values=[np.array([1.0, 3.0, 3.0, 1.0])])
+
+
+def test_prod():
+    helper_test_op([(2, 3, 4)], lambda x: x.prod())
+    helper_test_op([(2, 3, 4)], lambda x: x.prod(1))
+    helper_test_op([(2, 3, 4)], lambda x: x.prod(-1, keepdim=True))
+    helper_test_op([(2, 3, 4)], lambda x: x.prod(0), layout="T")
+    helper_test_op([(3, 4)], lambda x: x.prod(1), layout="sliced")
+    helper_test_op([(3, 4)], lambda x: torch.prod(x, 0), lambda x: zt.prod(x, 0))
+    helper_test_op([(0, 4)], lambda x: x.prod(0))
+    helper_test_op([(0, 4)], lambda x: x.prod())
+    helper_test_op([()], lambda x: x.prod())
+    helper_test_op([()], lambda x: x.prod(0))
+    helper_test_op([(3, 1)], lambda x: x.prod(1))
+    # zeros in the input: the gradient is the product of the others
+    helper_test_op(None, lambda x: x.prod(1),
+                   values=[np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 2.0], [1.0, 2.0, 3.0]])])
+    helper_test_op(None, lambda x: x.prod(), values=[np.array([[0.0, 2.0], [3.0, 4.0]])])
+    helper_test_op(None, lambda x: x.prod(1), dtype=zt.int32, values=[np.array([[1, 5, 2], [3, -4, 3]])])
+
+
+@pytest.mark.parametrize("dim", [0, -1, (0, 2), (1,), (-1, -2)], ids=str)
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_logsumexp(dim, keepdim):
+    helper_test_op([(2, 3, 4)], lambda x: x.logsumexp(dim, keepdim=keepdim))
+    helper_test_op([(2, 3, 4)], lambda x: x.logsumexp(dim, keepdim), layout="T")
+    helper_test_op([(2, 3, 4)], lambda x: torch.logsumexp(x, dim, keepdim),
+                   lambda x: zt.logsumexp(x, dim, keepdim),
+                   layout="sliced")
+
+
+def test_logsumexp_special():
+    helper_test_op([(2, 3)], lambda x: x.logsumexp(1), low=-100, high=100)  # no overflow
+    helper_test_op([()], lambda x: x.logsumexp(0))
+    helper_test_op([(0, 3)], lambda x: x.logsumexp(0))
+    helper_test_op([(0, 3)], lambda x: x.logsumexp(1))
+    helper_test_op(None, lambda x: x.logsumexp(1), values=[np.array([[-np.inf, -np.inf], [0.0, 1.0]])],
+                   forward_only=True)
+
+
+def test_cumsum_cumprod():
+    helper_test_op([(3, 4)], lambda x: x.cumsum(1))
+    helper_test_op([(3, 4)], lambda x: x.cumsum(-2), layout="T")
+    helper_test_op([(3, 4)], lambda x: x.cumprod(0))
+    helper_test_op([(3, 4)], lambda x: torch.cumsum(x, 0), lambda x: zt.cumsum(x, 0))
+
+
+def test_any_all():
+    v = [np.array([[True, False], [False, False]])]
+    helper_test_op(None, lambda x: x.any(), dtype=zt.bool, values=v)
+    helper_test_op(None, lambda x: x.all(1), dtype=zt.bool, values=v)
+    helper_test_op(None, lambda x: x.any(0, keepdim=True), dtype=zt.bool, values=v)
