@@ -10,12 +10,20 @@ class Matmul(Function):
     """a @ b for operands of at least 2 dims, batch dims broadcast."""
 
     def forward(self, a, b):
+        if a.ndim > 2 and b.ndim == 2:
+            # NOTE: a stack of rows times one matrix is one big GEMM, not a loop of small ones
+            return self.device.backend.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
         return self.device.backend.matmul(a, b)
 
     def backward(self, g):
         a, b = self.inputs
         ga = unbroadcast(g @ b.mT, a.shape) if a.requires_grad else None
-        gb = unbroadcast(a.mT @ g, b.shape) if b.requires_grad else None
+        gb = None
+        if b.requires_grad:
+            if a.ndim > 2 and b.ndim == 2:  # sum over the batch inside one GEMM
+                gb = a.reshape(-1, a.shape[-1]).mT @ g.reshape(-1, g.shape[-1])
+            else:
+                gb = unbroadcast(a.mT @ g, b.shape)
         return ga, gb
 
 
