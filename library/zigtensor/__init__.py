@@ -44,6 +44,7 @@ from .tensor import Tensor
 
 from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
 from . import io  # noqa: E402
+from . import data  # noqa: E402
 from .io import load_file, save_file  # noqa: E402
 
 # PyTorch's aliases

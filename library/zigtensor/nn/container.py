@@ -35,9 +35,37 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
+    def __setitem__(self, idx: int, module: Module) -> None:
+        key = list(self._modules)[_index("Sequential", idx, len(self))]
+        self._modules[key] = _check_module("Sequential", idx, module)
+
+    def __delitem__(self, idx) -> None:
+        keys = list(self._modules)
+        for key in keys[idx] if isinstance(idx, slice) else [keys[_index("Sequential", idx, len(self))]]:
+            del self._modules[key]
+        _renumber(self)
+
     def append(self, module: Module) -> Sequential:
         self.register_module(str(len(self)), _check_module("Sequential", len(self), module))
         return self
+
+    def extend(self, modules) -> Sequential:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        items = list(self._modules.values())
+        items.insert(index, _check_module("Sequential", index, module))
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self._modules[str(i)] = m
+        return self
+
+    def pop(self, idx: int = -1) -> Module:
+        m = self[idx]
+        del self[idx]
+        return m
 
 
 class ModuleList(Module):
@@ -53,6 +81,17 @@ class ModuleList(Module):
 
     def __setitem__(self, idx: int, module: Module) -> None:
         self._modules[str(_index("ModuleList", idx, len(self)))] = _check_module("ModuleList", idx, module)
+
+    def __delitem__(self, idx) -> None:
+        keys = list(self._modules)
+        for key in keys[idx] if isinstance(idx, slice) else [keys[_index("ModuleList", idx, len(self))]]:
+            del self._modules[key]
+        _renumber(self)
+
+    def pop(self, idx: int = -1) -> Module:
+        m = self[idx]
+        del self[idx]
+        return m
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -75,6 +114,23 @@ class ModuleList(Module):
         self._modules.clear()
         for i, m in enumerate(items):
             self._modules[str(i)] = m
+
+    def __repr__(self) -> str:
+        """Runs of equal entries collapse, as PyTorch prints them: `(0-11): 12 x Block(...)`."""
+        reprs = [repr(m) for m in self]
+        if not reprs:
+            return "ModuleList()"
+        runs = []  # [first index, last index, repr]
+        for i, r in enumerate(reprs):
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = []
+        for first, last, r in runs:
+            head = f"({first}): " if first == last else f"({first}-{last}): {last - first + 1} x "
+            lines.append((head + r).replace("\n", "\n  "))
+        return "ModuleList(\n  " + "\n  ".join(lines) + "\n)"
 
 
 class ModuleDict(Module):
@@ -127,6 +183,14 @@ def _check_module(container: str, where, m) -> Module:
     if not isinstance(m, Module):
         raise TypeError(f"{container}: entry {where!r} is a {type(m).__name__}, expected a Module")
     return m
+
+
+def _renumber(container: Module) -> None:
+    """Keys 0..n-1 again after a deletion, keeping the order (as PyTorch does)."""
+    items = list(container._modules.values())
+    container._modules.clear()
+    for i, m in enumerate(items):
+        container._modules[str(i)] = m
 
 
 def _index(container: str, idx: int, n: int) -> int:

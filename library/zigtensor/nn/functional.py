@@ -6,6 +6,7 @@ from ..ops.conv import (
     adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d, fold, max_pool1d,
     max_pool2d, unfold,
 )
+from ..ops.conv_transpose import conv_transpose2d
 from ..ops.elementwise import gelu, leaky_relu, relu, sigmoid, silu, tanh
 from ..ops.index import one_hot
 from ..ops.loss import (
@@ -13,15 +14,15 @@ from ..ops.loss import (
     mse_loss, nll_loss, smooth_l1_loss,
 )
 from ..ops.nn import (
-    batch_norm, dropout, embedding, layer_norm, linear, log_softmax, rms_norm, scaled_dot_product_attention,
-    softmax,
+    batch_norm, dropout, embedding, group_norm, layer_norm, linear, log_softmax, rms_norm,
+    scaled_dot_product_attention, softmax,
 )
 
 __all__ = [
     "relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "dropout", "linear",
     "layer_norm", "rms_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "unfold", "fold",
+    "adaptive_avg_pool2d", "unfold", "fold", "conv_transpose2d", "group_norm",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
 ]

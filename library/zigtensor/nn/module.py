@@ -64,27 +64,38 @@ class Module:
 
     # ------------------------------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value) -> None:
+        # PyTorch's rules: a Parameter or a Module registers under the name, replacing an entry of any other
+        # kind; over a registered parameter or submodule only the same kind or None may be assigned (a plain
+        # Tensor assigned over a parameter would otherwise silently stop being trained).
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called "
                                  f"(call super().__init__() first in {type(self).__name__}.__init__)")
         params, buffers, modules = self._parameters, self._buffers, self._modules
-        for d in (params, buffers, modules):
-            if name in d and not _fits(d, value, params, buffers, modules):
-                del d[name]
         if isinstance(value, Parameter):
             self.__dict__.pop(name, None)
+            buffers.pop(name, None)
+            modules.pop(name, None)
+            self._non_persistent.discard(name)
             params[name] = value
-        elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
-            modules[name] = value
         elif name in params:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
                                 "(wrap it in nn.Parameter, or assign None)")
             params[name] = None
+        elif isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            buffers.pop(name, None)
+            self._non_persistent.discard(name)
+            modules[name] = value
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
+                                "(expected a Module or None)")
+            modules[name] = None
         elif name in buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} (expected a Tensor or None)")
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
+                                "(expected a Tensor or None)")
             buffers[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -105,15 +116,17 @@ class Module:
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
-        _check_name(self, name)
+        _check_name(self, name, "_parameters")
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got {type(param).__name__}")
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, "
+                            f"got {type(param).__name__}")
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
-        _check_name(self, name)
+        _check_name(self, name, "_buffers")
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None, "
+                            f"got {type(tensor).__name__}")
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent.discard(name)
@@ -121,9 +134,10 @@ class Module:
             self._non_persistent.add(name)
 
     def register_module(self, name: str, module: Module | None) -> None:
-        _check_name(self, name)
+        _check_name(self, name, "_modules")
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"register_module: {name!r} must be a Module or None, got {type(module).__name__}")
+            raise TypeError(f"register_module: {name!r} must be a Module or None, "
+                            f"got {type(module).__name__}")
         self._modules[name] = module
 
     add_module = register_module
@@ -164,7 +178,9 @@ class Module:
 
     def _named_members(self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True):
         seen = set()
-        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        mods = [(prefix, self)]
+        if recurse:
+            mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
         for mod_prefix, m in mods:
             for name, t in getattr(m, store).items():
                 if t is None or (remove_duplicate and id(t) in seen):
@@ -198,8 +214,9 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
             raise ValueError(f"train: mode is expected to be a bool, got {mode!r}")
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        object.__setattr__(self, "training", mode)
+        for m in self.children():  # through each child's train(), so subclasses that override it are heard
+            m.train(mode)
         return self
 
     def eval(self) -> Module:
@@ -231,7 +248,7 @@ class Module:
         """to(device), to(dtype) or both: moves/casts parameters and buffers in place (floating ones only
         for a dtype), keeping the Parameter objects so optimizers keep their references."""
         for a in args:
-            if isinstance(a, DType) or (isinstance(a, str) and a not in ("cpu",) and not a.startswith("cuda")):
+            if isinstance(a, DType) or (isinstance(a, str) and a != "cpu" and not a.startswith("cuda")):
                 dtype = a
             else:
                 device = a
@@ -250,7 +267,7 @@ class Module:
 
         with no_grad():
             for m in self.modules():
-                for name, p in m._parameters.items():
+                for p in m._parameters.values():
                     if p is not None:
                         new = convert(p)
                         if new is not p:
@@ -316,7 +333,8 @@ class Module:
         if strict and unexpected:
             problems.append(f"unexpected keys: {unexpected}")
         if problems:
-            raise RuntimeError(f"error(s) in loading state_dict for {type(self).__name__}: " + ". ".join(problems))
+            raise RuntimeError(f"error(s) in loading state_dict for {type(self).__name__}: "
+                               + ". ".join(problems))
         with no_grad():
             for k, t in own.items():
                 if k in state_dict:
@@ -343,22 +361,19 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules))
+        names = set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        return sorted(names)
 
 
-def _fits(d, value, params, buffers, modules) -> bool:
-    """Whether value may replace the entry it is assigned over in store d (else the entry is dropped)."""
-    if d is params:
-        return value is None or isinstance(value, Parameter)
-    if d is modules:
-        return value is None or isinstance(value, Module)
-    return value is None or (isinstance(value, Tensor) and not isinstance(value, Parameter))
-
-
-def _check_name(module: Module, name: str) -> None:
+def _check_name(module: Module, name: str, store: str) -> None:
+    """A name to register in `store`: non-empty, no dot, not taken by an attribute or another entry."""
     if not isinstance(name, str) or not name or "." in name:
         raise KeyError(f"invalid name {name!r}: expected a non-empty string without '.'")
-    if name in module.__dict__ and name not in ("training",):
+    taken = name in module.__dict__ and name != "training"
+    taken = taken or hasattr(type(module), name)
+    others = [s for s in ("_parameters", "_buffers", "_modules") if s != store]
+    taken = taken or any(name in getattr(module, s) for s in others)
+    if taken:
         raise KeyError(f"attribute {name!r} already exists on {type(module).__name__}")
 
 

@@ -4,8 +4,9 @@ Unfold (im2col) turns (N, C, H, W) into its sliding windows (N, C, kh, kw, oh, o
 the padded array and one copy; Fold (col2im) adds windows back, looping only over the kh*kw kernel offsets.
 Each is the other's backward, so gradients of any order come for free. On top of them:
 
-    conv       = unfold, then one (batched) matmul with the weight; groups are a batch dim of the matmul
-    max_pool   = unfold with -inf padding, argmax over the window, gather (the gradient goes to ONE element)
+    conv       = unfold laid out (C * kh * kw, N * oh * ow), then ONE matmul with the weight per group
+    max_pool   = unfold with -inf padding, a running max over the window offsets; the gradient goes to the
+                 first maximum of each window (a one-hot mask, folded back)
     avg_pool   = unfold with zero padding, sum over the window, divide by PyTorch's divisor
     adaptive   = averaging matrices on each side: P_h @ x @ P_w^T (windows of varying size, exactly separable)
 
@@ -20,10 +21,9 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd.function import Function
+from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, bool_
 from .common import Tensor
-from .index import Gather
-from .reduce import ArgExtreme
 
 # kernel, dilation, stride, out: (h, w) pairs; pads: ((top, bottom), (left, right)). The bottom/right pads may
 # exceed the user's padding, so that ceil_mode's last window fits.
@@ -31,48 +31,193 @@ Geometry = namedtuple("Geometry", ["kernel", "dilation", "pads", "stride", "out"
 
 
 class Unfold(Function):
-    """(N, C, H, W) -> (N, C, kh, kw, oh, ow) windows.
+    """(N, C, H, W) -> (N, C, kh, kw, oh, ow) windows, or (C, kh, kw, N, oh, ow) with channels_outer.
 
-    out[..., i, j, y, x] = padded[..., y*sh + i*dh, x*sw + j*dw]
+    out[n, c, i, j, y, x] = padded[n, c, y*sh + i*dh, x*sw + j*dw]
+    """
+
+    def forward(self, a, geom, pad_value, channels_outer=False):
+        return _windows(self.xp, a, geom, pad_value, channels_outer)
+
+    def backward(self, g):
+        x, geom, _, *layout = self.inputs
+        return (Fold.apply(g, geom, x.shape[2:], *layout), None, None, *[None] * len(layout))
+
+
+class Fold(Function):
+    """(N, C, kh, kw, oh, ow) windows (or (C, kh, kw, N, oh, ow) with channels_outer) -> (N, C, H, W),
+    overlapping windows summed: the adjoint of Unfold."""
+
+    def forward(self, cols, geom, size, channels_outer=False):
+        (kh, kw), (dh, dw), ((pt, _), (pl, _)), (sh, sw), (oh, ow) = geom
+        n, c = (cols.shape[3], cols.shape[0]) if channels_outer else cols.shape[:2]
+        h, w = size
+        # Each window offset adds into the output directly, clipped to the part that falls inside the padding,
+        # so the result is a fresh contiguous (N, C, H, W) array (no padded buffer, no cropped view).
+        out = self.xp.zeros((n, c, h, w), dtype=cols.dtype)
+        target = out.transpose(1, 0, 2, 3) if channels_outer else out  # indexed like cols: (C, N, ...) or not
+        # NOTE: where windows do not overlap (a window spans at most the stride: 2x2 pooling), every element
+        # is written once, and a plain copy is much cheaper than a strided add
+        overlap = (oh > 1 and sh < dh * (kh - 1) + 1) or (ow > 1 and sw < dw * (kw - 1) + 1)
+        for i in range(kh):
+            src_rows, dst_rows = _clip(i * dh - pt, sh, oh, h)
+            for j in range(kw):
+                src_cols, dst_cols = _clip(j * dw - pl, sw, ow, w)
+                if src_rows is None or src_cols is None:
+                    continue
+                if channels_outer:
+                    window = cols[:, i, j, :, src_rows, src_cols]
+                else:
+                    window = cols[:, :, i, j, src_rows, src_cols]
+                if overlap:
+                    target[:, :, dst_rows, dst_cols] += window
+                else:
+                    target[:, :, dst_rows, dst_cols] = window
+        return out
+
+    def backward(self, g):
+        _, geom, _, *layout = self.inputs
+        return (Unfold.apply(g, geom, 0, *layout), None, None, *[None] * len(layout))
+
+
+class Conv(Function):
+    """(N, C, H, W) conv weight (O, C / groups, kh, kw) [+ bias (O,)] -> (N, O, oh, ow).
+
+    im2col laid out (C * kh * kw, N * oh * ow): then each group is ONE large matmul in forward and in both
+    backward products (on 2 cores that is ~25% faster than N batched matmuls, and the weight gradient needs
+    no sum over the batch). Backward is written with Tensor ops (Fold, Unfold and matmul), so it is itself
+    differentiable.
+    """
+
+    def forward(self, x, w, b, geom, groups):
+        xp = self.xp
+        n, c = x.shape[:2]
+        o = w.shape[0]
+        (oh, ow), k = geom.out, w[0].size
+        cols = _windows(xp, x, geom, 0, True).reshape(groups, k, n * oh * ow)
+        y = self.device.backend.matmul(w.reshape(groups, o // groups, k), cols)  # (g, O/g, N * oh * ow)
+        out = xp.empty((n, o, oh, ow), dtype=y.dtype)
+        y = y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+        if b is None:
+            out[...] = y
+        else:
+            xp.add(y, b.reshape(1, o, 1, 1), out=out)
+        self.cols = cols
+        return out
+
+    def backward(self, g):
+        x, w, b, geom, groups = self.inputs
+        n, c, h, wd = x.shape
+        o, k = w.shape[0], math.prod(w.shape[1:])
+        kh, kw = geom.kernel
+        oh, ow = geom.out
+        g2 = g.permute(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
+        w2 = w.reshape(groups, o // groups, k)
+        gx = gw = gb = None
+        if w.requires_grad:
+            if GradMode.enabled:  # create_graph: the windows as a function of x, for second derivatives
+                cols = Unfold.apply(x, geom, 0, True).reshape(groups, k, n * oh * ow)
+            else:
+                cols = Tensor._wrap(self.cols, self.device)
+            gw = (g2 @ cols.mT).reshape(w.shape)
+        if b is not None and b.requires_grad:
+            gb = g.sum((0, 2, 3))
+        if x.requires_grad:
+            gx = Fold.apply((w2.mT @ g2).reshape(c, kh, kw, n, oh, ow), geom, (h, wd), True)
+        return gx, gw, gb, None, None
+
+    def release(self) -> None:
+        super().release()
+        self.cols = None
+
+
+def _clip(offset: int, stride: int, count: int, size: int):
+    """Positions offset + y * stride (y < count) that fall inside [0, size): (slice of y, slice of positions),
+    or (None, None) when none does."""
+    first = max(0, -(offset // stride))  # the smallest y with offset + y * stride >= 0
+    last = min(count - 1, (size - 1 - offset) // stride)
+    if last < first:
+        return None, None
+    return slice(first, last + 1), slice(offset + first * stride, offset + last * stride + 1, stride)
+
+
+def _windows(xp, a, geom, pad_value, channels_outer=False):
+    """The (N, C, kh, kw, oh, ow) windows of a (N, C, H, W) (or (C, kh, kw, N, oh, ow) with channels_outer),
+    padded with pad_value: one strided view of the padded array and one copy into a fresh array (none where
+    the windows are `a` itself: 1x1, stride 1)."""
+    (kh, kw), (dh, dw), _, (sh, sw), (oh, ow) = geom
+    n, c = a.shape[:2]
+    p = _pad(xp, a, geom.pads, pad_value)
+    s = p.strides
+    if channels_outer:
+        shape, strides = (c, kh, kw, n, oh, ow), (s[1], s[2] * dh, s[3] * dw, s[0], s[2] * sh, s[3] * sw)
+    else:
+        shape, strides = (n, c, kh, kw, oh, ow), (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw)
+    return xp.ascontiguousarray(xp.lib.stride_tricks.as_strided(p, shape, strides))
+
+
+def _pad(xp, a, pads, value):
+    """a (N, C, H, W) with pads ((top, bottom), (left, right)) of `value` around it (a itself when none)."""
+    ((pt, pb), (pl, pr)) = pads
+    if not (pt or pb or pl or pr):
+        return a
+    n, c, h, w = a.shape
+    p = xp.full((n, c, h + pt + pb, w + pl + pr), value, dtype=a.dtype)
+    p[:, :, pt : pt + h, pl : pl + w] = a
+    return p
+
+
+def _first_max_mask(xp, cols, best):
+    """Bool (N, C, kh, kw, oh, ow), True at the first maximum of each window of cols (N, C, kh, kw, oh, ow)
+    whose maxima are best (N, C, oh, ow); a NaN counts as the maximum."""
+    kh, kw = cols.shape[2:4]
+    mask = xp.empty(cols.shape, dtype=bool)
+    nan = best.dtype.kind in "fV" and bool(xp.isnan(best).any())
+    free = None  # windows whose maximum is not found yet
+    for i in range(kh):
+        for j in range(kw):
+            m = mask[:, :, i, j]
+            xp.equal(cols[:, :, i, j], best, out=m)
+            if nan:
+                m |= xp.isnan(cols[:, :, i, j]) & xp.isnan(best)
+            if free is None:
+                free = ~m
+            else:
+                m &= free
+                free ^= m
+    return mask
+
+
+class MaxPool(Function):
+    """(N, C, H, W) -> (N, C, oh, ow): the max of each window; the gradient goes to its first maximum.
+
+    The windows are copied once (as Unfold does), so that each of the kh*kw window offsets is a contiguous
+    block and the running maximum over them is fast. Backward finds the first maximum of each window in
+    those saved windows and folds the gradient, masked to it, back into (N, C, H, W).
     """
 
     def forward(self, a, geom, pad_value):
         xp = self.xp
-        (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw), (oh, ow) = geom
-        n, c, h, w = a.shape
-        if pt or pb or pl or pr:
-            p = xp.full((n, c, h + pt + pb, w + pl + pr), pad_value, dtype=a.dtype)
-            p[:, :, pt : pt + h, pl : pl + w] = a
-        else:
-            p = a
-        s = p.strides
-        windows = xp.lib.stride_tricks.as_strided(
-            p, (n, c, kh, kw, oh, ow), (s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
-        # one copy into a fresh array (no copy only where the windows are the input itself: 1x1, stride 1)
-        return xp.ascontiguousarray(windows)
+        cols = _windows(xp, a, geom, pad_value)  # (N, C, kh, kw, oh, ow)
+        kh, kw = geom.kernel
+        best = cols[:, :, 0, 0].copy()
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    xp.maximum(best, cols[:, :, i, j], out=best)  # maximum propagates NaN, as PyTorch does
+        self.cols, self.best = cols, best
+        return best
 
     def backward(self, g):
         x, geom, _ = self.inputs
-        return Fold.apply(g, geom, x.shape[2:]), None, None
+        n, c = g.shape[:2]
+        mask = _first_max_mask(self.xp, self.cols, self.best).astype(g.dtype.np)
+        cols = g.reshape(n, c, 1, 1, *g.shape[2:]) * Tensor._wrap(mask, self.device)
+        return Fold.apply(cols, geom, x.shape[2:]), None, None
 
-
-class Fold(Function):
-    """(N, C, kh, kw, oh, ow) windows -> (N, C, H, W), overlapping windows summed: the adjoint of Unfold."""
-
-    def forward(self, cols, geom, size):
-        (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw), (oh, ow) = geom
-        n, c = cols.shape[:2]
-        h, w = size
-        out = self.xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
-        for i in range(kh):
-            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
-            for j in range(kw):
-                out[:, :, rows, j * dw : j * dw + (ow - 1) * sw + 1 : sw] += cols[:, :, i, j]
-        return out[:, :, pt : pt + h, pl : pl + w] if pt or pb or pl or pr else out
-
-    def backward(self, g):
-        _, geom, _ = self.inputs
-        return Unfold.apply(g, geom, 0), None, None
+    def release(self) -> None:
+        super().release()
+        self.cols = self.best = None
 
 
 # ------------------------------------------------------------------------------------------ argument checks
@@ -207,19 +352,7 @@ def _conv(op: str, nd: int, x, weight, bias, stride, padding, dilation, groups) 
     x2 = _to_2d(x, nd, unbatched)
     w2 = weight.unsqueeze(2) if nd == 1 else weight
     geom = _geometry(nd, kernel, dilation, pads, stride, out)
-    n = x2.shape[0]
-    kh, kw = geom.kernel
-    oh, ow = geom.out
-    cols = Unfold.apply(x2, geom, 0)  # (N, C, kh, kw, oh, ow), contiguous: the reshapes below are free
-    if groups == 1:
-        y = w2.reshape(out_ch, c * kh * kw) @ cols.reshape(n, c * kh * kw, oh * ow)
-    else:
-        k = cg * kh * kw
-        y = w2.reshape(groups, out_ch // groups, k) @ cols.reshape(n, groups, k, oh * ow)
-    y = y.reshape(n, out_ch, oh, ow)
-    if bias is not None:
-        y = y + bias.reshape(1, out_ch, 1, 1)
-    return _from_2d(y, nd, unbatched)
+    return _from_2d(Conv.apply(x2, w2, bias, geom, groups), nd, unbatched)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -283,19 +416,20 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
     x2 = _to_2d(x, nd, unbatched)
     n, c, h, w = x2.shape
     (kh, kw), (oh, ow) = geom.kernel, geom.out
-    cols = Unfold.apply(x2, geom, _lowest(x.dtype)).reshape(n, c, kh * kw, oh, ow)
-    idx = ArgExtreme.apply(cols, 2, True, True).data  # the first maximum of each window, as PyTorch picks
-    out = _from_2d(Gather.apply(cols, 2, idx).squeeze(2), nd, unbatched)
+    lowest = _lowest(x.dtype)
+    out = MaxPool.apply(x2, geom, lowest)
     if not return_indices:
-        return out
-    # window position -> flat index into the input's (H * W) plane, as PyTorch returns
+        return _from_2d(out, nd, unbatched)
+    # window position of the first maximum -> flat index into the input's (H * W) plane, as PyTorch returns
     xp = x.device.backend.xp
-    ki, kj = idx[:, :, 0] // kw, idx[:, :, 0] % kw
+    cols = _windows(xp, x2.data, geom, lowest)
+    idx = _first_max_mask(xp, cols, out.data).reshape(n, c, kh * kw, oh, ow).argmax(2)
+    ki, kj = idx // kw, idx % kw
     (dh, dw), (sh, sw), ((pt, _), (pl, _)) = geom.dilation, geom.stride, geom.pads
     rows = xp.arange(oh).reshape(oh, 1) * sh - pt + ki * dh
     cols_ = xp.arange(ow) * sw - pl + kj * dw
     indices = Tensor._wrap((rows * w + cols_).astype(np.int64), x.device)
-    return out, _from_2d(indices, nd, unbatched)
+    return _from_2d(out, nd, unbatched), _from_2d(indices, nd, unbatched)
 
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):

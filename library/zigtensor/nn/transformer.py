@@ -1,0 +1,119 @@
+"""Transformer encoder: TransformerEncoderLayer (self-attention and feed-forward blocks with residuals and
+LayerNorms, post-norm or pre-norm) and TransformerEncoder (a stack of copies), with PyTorch's names."""
+
+from __future__ import annotations
+
+import copy
+
+from ..tensor import Tensor
+from . import functional as F
+from ._args import check_int
+from .attention import MultiheadAttention
+from .container import ModuleList
+from .dropout import Dropout
+from .linear import Linear
+from .module import Module
+from .normalization import LayerNorm
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention then a feed-forward block, each with dropout, a residual connection and a LayerNorm:
+
+        post-norm (default): x = norm1(x + sa(x));  x = norm2(x + ff(x))
+        pre-norm (norm_first=True): x = x + sa(norm1(x));  x = x + ff(norm2(x))
+        ff(x) = linear2(dropout(activation(linear1(x))))
+
+    Args:
+        d_model (int): model width. nhead (int): attention heads (must divide d_model).
+        dim_feedforward (int): hidden width of the feed-forward block. Default: 2048.
+        dropout (float): dropout after attention, inside and after the feed-forward block. Default: 0.1.
+        activation ('relu' | 'gelu' | callable): of the feed-forward block. Default: 'relu'.
+        layer_norm_eps (float): Default: 1e-5. batch_first (bool): (N, L, E) inputs. Default: False.
+        norm_first (bool): pre-norm. Default: False. bias (bool): in the linears and norms. Default: True.
+
+    forward(src, src_mask (L, L) or (N * nhead, L, L) = None, src_key_padding_mask (N, L) = None,
+    is_causal = False): masks as in MultiheadAttention (bool True = not allowed, float added).
+
+    >>> layer = TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
+    >>> layer(zt.randn(2, 10, 32)).shape
+    (2, 10, 32)
+    """
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation="relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        check_int("TransformerEncoderLayer", "dim_feedforward", dim_feedforward)
+        kw = {"device": device, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = bool(norm_first)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        if isinstance(activation, str):
+            if activation not in _ACTIVATIONS:
+                raise ValueError(f"TransformerEncoderLayer: activation should be 'relu' or 'gelu' or a "
+                                 f"callable, got {activation!r}")
+            activation = _ACTIVATIONS[activation]
+        elif not callable(activation):
+            raise TypeError(f"TransformerEncoderLayer: activation should be 'relu' or 'gelu' or a callable, "
+                            f"got {type(activation).__name__}")
+        self.activation = activation
+
+    def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool = False) -> Tensor:
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                           need_weights=False, is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoder(Module):
+    """num_layers copies of encoder_layer applied in turn, then an optional norm.
+
+    Args:
+        encoder_layer (TransformerEncoderLayer): copied num_layers times (deep copies: no shared weights).
+        num_layers (int). norm (Module | None): applied to the output. Default: None.
+
+    forward(src, mask=None, src_key_padding_mask=None, is_causal=None): as TransformerEncoderLayer.
+
+    >>> enc = TransformerEncoder(TransformerEncoderLayer(32, 4, 64), num_layers=2)
+    >>> enc(zt.randn(10, 2, 32)).shape
+    (10, 2, 32)
+    """
+
+    def __init__(self, encoder_layer: Module, num_layers: int, norm: Module | None = None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True):
+        super().__init__()
+        if not isinstance(encoder_layer, Module):
+            raise TypeError(f"TransformerEncoder: encoder_layer must be a Module, "
+                            f"got {type(encoder_layer).__name__}")
+        self.num_layers = check_int("TransformerEncoder", "num_layers", num_layers)
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.norm = norm
+
+    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool | None = None) -> Tensor:
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return x if self.norm is None else self.norm(x)
