@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import bench
+from . import bench, info, plot, recipes, train
 
 app = typer.Typer(
     name="zt",
@@ -16,6 +16,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench.app, name="bench")
+app.command("train")(train.train)
+app.add_typer(recipes.app, name="recipes")
+app.command("info")(info.info)
+app.command("plot")(plot.plot)
 
 _state = {"debug": False}
 
@@ -39,7 +43,7 @@ def root(
 def main() -> None:
     """Entry point: a library error prints as one line (exit 1) unless --debug asks for the traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # NOTE: Click returns a typer.Exit's code here instead of raising
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code or 0)
@@ -55,3 +59,4 @@ def main() -> None:
             raise
         typer.echo(f"error: {type(e).__name__}: {e}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
