@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
-import zigtensor as zt
 from oracle import torch
+
+import zigtensor as zt
 from zigtensor.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
 
 SHAPES = [(4, 3), (3,), (2, 2, 5)]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import zigtensor as zt
-import zigtensor.nn.functional as F
 from fake_device import fake_cuda  # noqa: F401  (fixture)
 from oracle import gradcheck, gradgradcheck, helper_test_op, torch
+
+import zigtensor as zt
+import zigtensor.nn.functional as F
 
 TF = torch.nn.functional
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import gradcheck, gradgradcheck, helper_test_op, torch
+
 import zigtensor as zt
 import zigtensor.nn.functional as F
-from oracle import gradcheck, gradgradcheck, helper_test_op, torch
 
 TF = torch.nn.functional
 REDUCTIONS = ["none", "mean", "sum"]

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-import zigtensor as zt
 from oracle import torch
+
+import zigtensor as zt
 from zigtensor.optim import lr_scheduler as S
 
 LR = 0.1

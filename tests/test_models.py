@@ -247,8 +247,9 @@ batch_size = 2
 def test_bench_recipe(tmp_path):
     from zigtensor.train import parse_recipe
 
-    step, tput, mem = bench_recipe(parse_recipe(RECIPE), batch_size=3, steps=1)
+    step, alone, tput, mem = bench_recipe(parse_recipe(RECIPE), batch_size=3, steps=1)
     assert step.zt_s > 0 and step.ref_s > 0 and "batch 3 x 8 tokens" in step.name
+    assert alone.zt_s > 0 and alone.ref_s > 0
     assert tput.unit == "s/token" and tput.zt_s == pytest.approx(step.zt_s / 24)
     assert mem.unit == "B" and mem.zt_s > 0 and mem.ref_s is None
     path = tmp_path / "tiny.toml"

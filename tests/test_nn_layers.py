@@ -191,6 +191,23 @@ def test_dropout():
     assert (nn.Dropout(1.0)(x).numpy() == 0).all()
 
 
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=2, stride=1, dilation=2, ceil_mode=True)])
+def test_max_pool_ties_and_nans_like_torch(kwargs):
+    # small integers make ties everywhere (the gradient goes to the first maximum); NaNs win (the last one)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (2, 2, 7, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    tx, zx = torch.tensor(x, requires_grad=True), zt.tensor(x, requires_grad=True)
+    ty, ti = TNN.MaxPool2d(return_indices=True, **kwargs)(tx)
+    zy, zi = nn.MaxPool2d(return_indices=True, **kwargs)(zx)
+    np.testing.assert_array_equal(zy.numpy(), ty.detach().numpy())
+    np.testing.assert_array_equal(zi.numpy(), ti.numpy())
+    ty.sum().backward()
+    zy.sum().backward()
+    np.testing.assert_array_equal(zx.grad.numpy(), tx.grad.numpy())
+
+
 def test_embedding_matches_torch():
     tm, zm = _loaded_pair(*twins("Embedding", 10, 4, padding_idx=2))
     idx = np.array([[0, 2, 5, 2], [9, 5, 1, 2], [3, 3, 3, 7]])

@@ -4,8 +4,9 @@ import pickle
 
 import numpy as np
 import pytest
-import zigtensor as zt
 from oracle import torch
+
+import zigtensor as zt
 
 CASES = [
     ("Adam", {}),

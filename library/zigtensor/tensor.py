@@ -248,7 +248,9 @@ class Tensor:
         self._check_inplace(op)
         result = fn(self, other)  # computed out of place under promotion rules, then written back
         if result.dtype.category > self.dtype.category:
-            raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired output type {self.dtype}")
+            raise RuntimeError(
+                f"{op}: result type {result.dtype} can't be cast to the desired output type {self.dtype}"
+            )
         if result.shape != self.shape:
             raise RuntimeError(f"{op}: output with shape {self.shape} doesn't match the broadcast shape {result.shape}")
         return self._assign(result.data)

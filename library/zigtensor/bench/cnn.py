@@ -41,8 +41,13 @@ def _batch(batch: int, seed: int = 0):
     return rng.standard_normal((batch, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, batch)
 
 
-def cnn_step(repeats: int = 20, batch: int = 64) -> Result:
-    """Median seconds of one step: forward, cross-entropy, backward, Adam update."""
+def cnn_step(repeats: int = 20, batch: int = 64, settle: float = 0.2) -> Result:
+    """Median seconds of one step: forward, cross-entropy, backward, Adam update.
+
+    Each sample is two consecutive steps after `settle` seconds of rest, so that neither library's spinning
+    worker threads (OpenBLAS, OpenMP) slow the other down (see median_interleaved); settle=0 times strictly
+    alternating single steps instead.
+    """
     x, y = _batch(batch)
     model = build(nn)
     torch = _torch()
@@ -61,7 +66,7 @@ def cnn_step(repeats: int = 20, batch: int = 64) -> Result:
 
     name = f"CNN 2conv+2fc Adam step, batch {batch}"
     if torch is None:
-        (zt_s,) = median_interleaved([zt_step], repeats)
+        (zt_s,) = median_interleaved([zt_step], repeats, inner=2, settle=settle)
         return Result(name, zt_s, None, "torch eager")
     topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
     tx, ty = torch.tensor(x), torch.tensor(y)
@@ -72,7 +77,7 @@ def cnn_step(repeats: int = 20, batch: int = 64) -> Result:
         loss.backward()
         topt.step()
 
-    zt_s, t_s = median_interleaved([zt_step, torch_step], repeats)
+    zt_s, t_s = median_interleaved([zt_step, torch_step], repeats, inner=2 if settle else 1, settle=settle)
     return Result(name, zt_s, t_s, "torch eager")
 
 
@@ -81,6 +86,7 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    r = cnn_step()
-    print(f"{r.name}: zigtensor {r.zt_s * 1e3:.1f} ms, torch {r.ref_s * 1e3:.1f} ms, "
-          f"zigtensor/torch {r.zt_s / r.ref_s:.2f}x")
+    for settle in (0.2, 0.0):
+        r = cnn_step(settle=settle)
+        print(f"{r.name} (settle {settle} s): zigtensor {r.zt_s * 1e3:.1f} ms, torch {r.ref_s * 1e3:.1f} ms, "
+              f"zigtensor/torch {r.zt_s / r.ref_s:.2f}x")

@@ -564,13 +564,102 @@ def where(cond, a=None, b=None):
 
 
 # --------------------------------------------------------------------------------------------- activations
+_GELU_C = math.sqrt(2.0 / math.pi)  # the tanh form: 0.5 x (1 + tanh(C (x + K x^3)))
+_GELU_K = 0.044715
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _widen(a):
+    # 16-bit floats are computed in float32 and rounded once, as PyTorch's CPU kernels do; a 0-d array
+    # becomes 1-d, since NumPy's in-place ops need arrays (not scalars) to write into
+    a = a.reshape(1) if a.ndim == 0 else a
+    return a.astype("float32") if a.dtype.itemsize == 2 else a
+
+
+class Gelu(Function):
+    """x * Phi(x), Phi the standard normal CDF (or its tanh approximation), in one op: the composed form
+    made a dozen full-size temporaries per call, forward and backward."""
+
+    def forward(self, a, approximate):
+        xp, x = self.xp, _widen(a)
+        if approximate == "tanh":
+            t = x * x  # t = tanh(C (x + K x^3)), computed in place
+            t *= _GELU_K
+            t += 1
+            t *= x
+            t *= _GELU_C
+            self.aux = xp.tanh(t, out=t)
+            out = t + 1
+        else:
+            self.aux = cdf = self.device.backend.erf(x * (1 / math.sqrt(2.0)))  # Phi(x) = (1 + erf) / 2
+            cdf += 1
+            cdf *= 0.5
+            out = cdf * 2
+        out *= x
+        out *= 0.5
+        return out.astype(a.dtype, copy=False).reshape(a.shape)
+
+    def backward(self, g):
+        x, approximate = self.inputs
+        return GeluBackward.apply(g, x, approximate, self.aux), None
+
+    def release(self) -> None:
+        super().release()
+        self.aux = None
+
+
+class GeluBackward(Function):
+    """g * gelu'(x), an op of its own so that gelu's backward is differentiable again (create_graph).
+    aux: what gelu's forward kept (Phi(x), or the tanh), so it is not computed twice."""
+
+    def forward(self, g, a, approximate, aux):
+        xp, x = self.xp, _widen(a)
+        if approximate == "tanh":
+            # 0.5 (1 + t) + 0.5 x (1 - t^2) u', u' = C (1 + 3 K x^2)
+            d = x * x
+            d *= 3 * _GELU_K * _GELU_C
+            d += _GELU_C
+            sech2 = aux * aux
+            xp.subtract(1, sech2, out=sech2)
+            d *= sech2
+            d *= x
+            d += aux
+            d += 1
+            d *= 0.5
+        else:
+            # Phi(x) + x phi(x)
+            d = x * x
+            d *= -0.5
+            d = xp.exp(d, out=d)
+            d *= _INV_SQRT_2PI
+            d *= x
+            d += aux
+        d *= _widen(g)
+        return d.astype(a.dtype, copy=False).reshape(a.shape)
+
+    def backward(self, gg):
+        g, x, approximate, aux = self.inputs
+        dg = GeluBackward.apply(gg, x, approximate, aux) if g.requires_grad else None
+        dx = None
+        if x.requires_grad:
+            if approximate == "tanh":
+                # with u = C (x + K x^3), u' = C (1 + 3 K x^2), u'' = 6 C K x:
+                # gelu'' = (1 - t^2) (u' - x t u'^2 + x u'' / 2)
+                x2 = x * x
+                t = tanh((x + _GELU_K * x2 * x) * _GELU_C)
+                du = (1 + 3 * _GELU_K * x2) * _GELU_C
+                second = (1 - t * t) * (du - x * t * du * du + x * x * (3 * _GELU_C * _GELU_K))
+            else:
+                second = (x * x * -0.5).exp() * _INV_SQRT_2PI * (2 - x * x)  # phi(x) (2 - x^2)
+            dx = gg * g * second
+        return dg, dx, None, None
+
+
 def gelu(x, approximate: str = "none"):
-    if approximate == "tanh":
-        c = math.sqrt(2.0 / math.pi)
-        return 0.5 * x * (1 + tanh(c * (x + 0.044715 * x * x * x)))
-    if approximate != "none":
+    """x * Phi(x) (approximate='none'), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ('tanh')."""
+    if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2.0))))
+    return Gelu.apply(to_float(x), approximate)
 
 
 def silu(x):

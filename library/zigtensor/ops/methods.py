@@ -43,8 +43,10 @@ def _rmatmul(self, other):
 
 METHODS = {
     # arithmetic
-    "__add__": ew.add, "__radd__": _swap(ew.add), "add": lambda s, o, alpha=1: ew.add(s, o if alpha == 1 else o * alpha),
-    "__sub__": ew.sub, "__rsub__": _swap(ew.sub), "sub": lambda s, o, alpha=1: ew.sub(s, o if alpha == 1 else o * alpha),
+    "__add__": ew.add, "__radd__": _swap(ew.add),
+    "add": lambda s, o, alpha=1: ew.add(s, o if alpha == 1 else o * alpha),
+    "__sub__": ew.sub, "__rsub__": _swap(ew.sub),
+    "sub": lambda s, o, alpha=1: ew.sub(s, o if alpha == 1 else o * alpha),
     "__mul__": ew.mul, "__rmul__": _swap(ew.mul), "mul": ew.mul,
     "__truediv__": ew.div, "__rtruediv__": _swap(ew.div), "div": ew.div,
     "__floordiv__": ew.floor_divide, "__rfloordiv__": _swap(ew.floor_divide), "floor_divide": ew.floor_divide,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from ..autograd.function import Function
+from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, INT, bfloat16, bool_, float16, float32
-from .common import Tensor, normalize_dim, to_float
+from .common import Tensor, normalize_dim, to_float, unbroadcast
 from .elementwise import where
+from .reduce import _sum_by_matmul
 
 _HALF_NP = (float16.np, bfloat16.np)
 
@@ -81,12 +84,35 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return x * keep * (1.0 / (1.0 - p))
 
 
+class Linear(Function):
+    """x @ weight^T + bias in one op: one GEMM over all leading dims with the bias added in place, and a
+    backward that gives the weight's gradient in the weight's own (out, in) layout."""
+
+    def forward(self, x, weight, bias):
+        out = self.device.backend.matmul(x.reshape(-1, x.shape[-1]), weight.T)  # (N, out)
+        if bias is not None:
+            out += bias
+        return out.reshape(x.shape[:-1] + weight.shape[:1])
+
+    def backward(self, g):
+        x, weight, bias = self.inputs
+        gx = g @ weight if x.requires_grad else None  # (..., out) @ (out, in)
+        gw = None
+        if weight.requires_grad:
+            gw = g.reshape(-1, g.shape[-1]).mT @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in)
+        gb = unbroadcast(g, bias.shape) if bias is not None and bias.requires_grad else None
+        return gx, gw, gb
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias."""
     if x.shape[-1:] != weight.shape[-1:]:
         raise RuntimeError(f"linear: input's last dim {x.shape} does not match weight {weight.shape} "
                            f"(expected input (*, {weight.shape[-1]}))")
-    out = x @ weight.mT
+    plain_bias = bias is None or (bias.dtype is x.dtype and bias.shape in ((), (1,), weight.shape[:1]))
+    if weight.ndim == 2 and x.dtype is weight.dtype and plain_bias and x.device is weight.device:
+        return Linear.apply(x, weight, bias)
+    out = x @ weight.mT  # mixed dtypes or unusual shapes: composed, with matmul's checks and promotion
     return out if bias is None else out + bias
 
 
@@ -103,19 +129,76 @@ def _check_affine(op: str, name: str, p, shape) -> None:
         raise RuntimeError(f"{op}: expected {name} of shape {shape}, got {p.shape}")
 
 
+class LayerNorm(Function):
+    """(x - mean) * rstd * weight + bias over the trailing axes, rstd = 1 / sqrt(var + eps).
+
+    One op rather than a dozen: forward keeps the normalized input and rstd, and backward is the closed
+    form dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g * weight.
+    """
+
+    def forward(self, x, weight, bias, axes, eps):
+        xp = self.xp
+        xf = x.astype(float32.np) if x.dtype in _HALF_NP else x
+        xhat = xf - self._mean(xf, axes)
+        var = self._mean(xp.square(xhat), axes)
+        var += eps
+        self.rstd = rstd = xp.sqrt(var, out=var)
+        xp.divide(1, rstd, out=rstd)
+        xhat *= rstd
+        self.xhat = xhat
+        out = xhat if weight is None else xhat * weight
+        if bias is not None:
+            out = out + bias if out is xhat else xp.add(out, bias, out=out)
+        return out.astype(x.dtype, copy=out is xhat)
+
+    def _mean(self, a, axes):
+        total = _sum_by_matmul(self, a, axes, True)  # BLAS: several times faster than a.mean for short rows
+        if total is None:
+            return a.mean(axis=axes, keepdims=True)
+        total *= 1 / math.prod(a.shape[-len(axes):])
+        return total
+
+    def _saved(self):
+        """(xhat, rstd) as Tensors: the saved arrays, or, when backward records a graph (create_graph),
+        recomputed from x with Tensor ops so that they carry their dependence on x."""
+        x, axes, eps = self.inputs[0], self.inputs[3], self.inputs[4]
+        if GradMode.enabled:
+            d = x - x.mean(axes, keepdim=True)
+            rstd = ((d * d).mean(axes, keepdim=True) + eps).rsqrt()
+            return d * rstd, rstd
+        return Tensor._wrap(self.xhat, x.device), Tensor._wrap(self.rstd, x.device)
+
+    def backward(self, g):
+        x, weight, bias, axes, _ = self.inputs
+        xhat, rstd = self._saved()
+        lead = tuple(range(x.ndim - len(axes)))
+        gw = (g * xhat).sum(lead) if weight is not None and weight.requires_grad else None
+        gb = g.sum(lead) if bias is not None and bias.requires_grad else None
+        gx = None
+        if x.requires_grad:
+            gxhat = g if weight is None else g * weight
+            gx = rstd * (gxhat - gxhat.mean(axes, keepdim=True)
+                         - xhat * (gxhat * xhat).mean(axes, keepdim=True))
+        return gx, gw, gb, None, None
+
+    def release(self) -> None:
+        super().release()
+        self.xhat = self.rstd = None
+
+
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing normalized_shape dims."""
     shape, axes = _norm_axes("layer_norm", x, normalized_shape)
     _check_affine("layer_norm", "weight", weight, shape)
     _check_affine("layer_norm", "bias", bias, shape)
-    mu = x.mean(axes, keepdim=True)
-    d = x - mu
-    out = d * ((d * d).mean(axes, keepdim=True) + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    x = to_float(x)
+    if any(p is not None and p.dtype is not x.dtype for p in (weight, bias)):
+        # mixed dtypes: composed from Tensor ops, which promote
+        d = x - x.mean(axes, keepdim=True)
+        out = d * ((d * d).mean(axes, keepdim=True) + eps).rsqrt()
+        out = out if weight is None else out * weight
+        return out if bias is None else out + bias
+    return LayerNorm.apply(x, weight, bias, axes, eps)
 
 
 def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None) -> Tensor:
@@ -256,35 +339,86 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         value = _repeat_heads(value, hq // hk)
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if attn_mask is None:
+        # the common cases (no mask, or causal) in one op; a causal row always sees at least key 0
+        weights = ScaledSoftmax.apply(query @ key.mT, scale, _causal_bias(query, L, S) if is_causal else None)
+        if dropout_p > 0.0:
+            weights = dropout(weights, dropout_p)
+        return weights @ value
     scores = (query * scale) @ key.mT
-    if is_causal:
-        allowed = Tensor._wrap(query.device.backend.xp.tri(L, S, dtype=bool), query.device)
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    elif attn_mask is not None:
-        if attn_mask.dtype is bool_:
-            scores = where(attn_mask, scores, float("-inf"))
-        elif attn_mask.dtype.category == FLOAT:
-            if attn_mask.dtype is not query.dtype:
-                raise TypeError("scaled_dot_product_attention: a float attn_mask must have the query's "
-                                f"dtype {query.dtype}, got {attn_mask.dtype}")
-            scores = scores + attn_mask
-        else:
-            raise TypeError("scaled_dot_product_attention: attn_mask must be bool or float, got "
-                            f"{attn_mask.dtype}")
-    if is_causal or attn_mask is not None:
-        # A query that may attend nowhere gets zeros, not nan (PyTorch's safe softmax).
-        xp = query.device.backend.xp
-        blocked = xp.isneginf(scores.data).all(axis=-1, keepdims=True)
-        if blocked.any():
-            blocked = Tensor._wrap(blocked, query.device)
-            weights = softmax(scores.masked_fill(blocked, 0.0), dim=-1).masked_fill(blocked, 0.0)
-        else:
-            weights = softmax(scores, dim=-1)
+    if attn_mask.dtype is bool_:
+        scores = where(attn_mask, scores, float("-inf"))
+    elif attn_mask.dtype.category == FLOAT:
+        if attn_mask.dtype is not query.dtype:
+            raise TypeError("scaled_dot_product_attention: a float attn_mask must have the query's "
+                            f"dtype {query.dtype}, got {attn_mask.dtype}")
+        scores = scores + attn_mask
+    else:
+        raise TypeError("scaled_dot_product_attention: attn_mask must be bool or float, got "
+                        f"{attn_mask.dtype}")
+    # A query that may attend nowhere gets zeros, not nan (PyTorch's safe softmax).
+    blocked = query.device.backend.xp.isneginf(scores.data).all(axis=-1, keepdims=True)
+    if blocked.any():
+        blocked = Tensor._wrap(blocked, query.device)
+        weights = softmax(scores.masked_fill(blocked, 0.0), dim=-1).masked_fill(blocked, 0.0)
     else:
         weights = softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights @ value
+
+
+class ScaledSoftmax(Function):
+    """softmax(scores * scale + bias) over the last axis; bias (an array broadcast to the scores, or None)
+    holds 0 where a query may attend and -inf where it may not."""
+
+    save_output = True
+
+    def forward(self, s, scale, bias):
+        xp = self.xp
+        self.scale = scale
+        if s.size == 0:
+            return s.copy()
+        out = xp.multiply(s, scale, dtype=float32.np if s.dtype in _HALF_NP else s.dtype)
+        if bias is not None:
+            out += bias
+        # NOTE: each row is shifted by its first score instead of its maximum (a reduction NumPy does slowly):
+        # key 0 is never masked (no bias, or a causal one), so the row's sum is >= exp(0) = 1 and the
+        # result still depends on that row alone; a row whose sum overflows falls back to the maximum.
+        errstate = getattr(xp, "errstate", None)
+        with errstate(over="ignore") if errstate else contextlib.nullcontext():
+            e = xp.exp(out - out[..., :1])
+        total = self._row_sums(e)
+        if not xp.isfinite(total).all():
+            e = xp.exp(xp.subtract(out, out.max(axis=-1, keepdims=True), out=out), out=e)
+            total = self._row_sums(e)
+        e *= 1 / total
+        return e.astype(s.dtype, copy=False)
+
+    def _row_sums(self, e):
+        total = _sum_by_matmul(self, e, (e.ndim - 1,), True)  # BLAS: several times faster than e.sum
+        return e.sum(axis=-1, keepdims=True) if total is None else total
+
+    def backward(self, g):
+        out = self.output()
+        return out * (g - (g * out).sum(-1, keepdim=True)) * self.scale, None, None
+
+
+_CAUSAL_BIAS: dict = {}
+
+
+def _causal_bias(x: Tensor, L: int, S: int):
+    """(L, S) array: 0 on and below the diagonal, -inf above it, kept per device, dtype and size."""
+    key = (x.device, x.dtype, L, S)
+    bias = _CAUSAL_BIAS.get(key)
+    if bias is None:
+        xp = x.device.backend.xp
+        np_dtype = float32.np if x.dtype.np in _HALF_NP else x.dtype.np
+        bias = xp.where(xp.tri(L, S, dtype=bool), 0.0, -xp.inf).astype(np_dtype)
+        if len(_CAUSAL_BIAS) >= 64:  # generation asks for every length up to the context: keep it small
+            _CAUSAL_BIAS.clear()
+        _CAUSAL_BIAS[key] = bias
+    return bias
 
 
 def _repeat_heads(x: Tensor, n: int) -> Tensor:

@@ -90,7 +90,9 @@ class Optimizer:
         for g in self.param_groups:
             for p in g["params"]:
                 if p in self.state:
-                    state[index[id(p)]] = {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self.state[p].items()}
+                    state[index[id(p)]] = {
+                        k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self.state[p].items()
+                    }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
