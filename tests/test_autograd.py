@@ -75,6 +75,18 @@ def test_grad_is_owned_by_the_leaf():
     assert x.grad.tolist() == [[2.0] * 3] * 2
 
 
+def test_grad_is_owned_after_a_summed_gradient():
+    # a node that receives one buffer twice stores their sum; the leaf that gets the same buffer as well
+    # must still own its .grad (regression: the holder count kept the replaced addend)
+    a, b = zt.ones(2, requires_grad=True), zt.ones(2, requires_grad=True)
+    y = a.exp()
+    g = zt.tensor([1.0, 2.0])
+    ((y + b) + y).backward(g)
+    b.grad.add_(10)
+    assert g.tolist() == [1.0, 2.0] and b.grad.tolist() == [11.0, 12.0]
+    np.testing.assert_allclose(a.grad.numpy(), 2 * np.e * np.array([1.0, 2.0]), rtol=1e-6)
+
+
 def test_shared_subexpressions():
     zx, tx = pair([0.5, -1.0, 2.0])
     zy, ty = zx.sin(), tx.sin()
