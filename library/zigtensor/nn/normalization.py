@@ -11,6 +11,22 @@ from ._args import check_float, check_int, check_shape
 from .module import Module, Parameter
 
 
+def _affine_params(module: Module, shape: tuple, affine: bool, bias: bool, device, dtype) -> None:
+    """Register `weight` (and `bias` unless bias=False) of `shape` when affine, else both as None; values
+    come from _reset_affine (ones and zeros, as PyTorch's norms start)."""
+    weight = Parameter(empty(*shape, dtype=dtype, device=device)) if affine else None
+    module.register_parameter("weight", weight)
+    module.register_parameter("bias", Parameter(empty(*shape, dtype=dtype, device=device)) if affine and bias
+                              else None)
+
+
+def _reset_affine(module: Module) -> None:
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        init.zeros_(module.bias)
+
+
 class _BatchNorm(Module):
     """BatchNorm1d and BatchNorm2d: the same op, checked for a different input rank."""
 
@@ -27,15 +43,7 @@ class _BatchNorm(Module):
         self.momentum = None if momentum is None else check_float(layer, "momentum", momentum, 0.0, 1.0)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        if self.affine:
-            self.weight = Parameter(empty(num_features, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(empty(num_features, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, (num_features,), self.affine, bias, device, dtype)
         if self.track_running_stats:
             self.register_buffer("running_mean", empty(num_features, dtype=dtype, device=device))
             self.register_buffer("running_var", empty(num_features, dtype=dtype, device=device))
@@ -55,10 +63,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, x):
         layer = type(self).__name__
@@ -157,22 +162,11 @@ class LayerNorm(Module):
         self.normalized_shape = check_shape("LayerNorm", "normalized_shape", normalized_shape)
         self.eps = check_float("LayerNorm", "eps", eps, 0.0)
         self.elementwise_affine = bool(elementwise_affine)
-        if self.elementwise_affine:
-            self.weight = Parameter(empty(*self.normalized_shape, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(empty(*self.normalized_shape, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, self.normalized_shape, self.elementwise_affine, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, x):
         return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -202,15 +196,12 @@ class RMSNorm(Module):
         self.normalized_shape = check_shape("RMSNorm", "normalized_shape", normalized_shape)
         self.eps = None if eps is None else check_float("RMSNorm", "eps", eps, 0.0)
         self.elementwise_affine = bool(elementwise_affine)
-        if self.elementwise_affine:
-            self.weight = Parameter(empty(*self.normalized_shape, dtype=dtype, device=device))
-        else:
-            self.register_parameter("weight", None)
+        weight = Parameter(empty(*self.normalized_shape, dtype=dtype, device=device)) if elementwise_affine else None
+        self.register_parameter("weight", weight)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
+        _reset_affine(self)
 
     def forward(self, x):
         return rms_norm(x, self.normalized_shape, self.weight, self.eps)
@@ -245,22 +236,11 @@ class GroupNorm(Module):
                              f"({num_groups})")
         self.eps = check_float("GroupNorm", "eps", eps, 0.0)
         self.affine = bool(affine)
-        if self.affine:
-            self.weight = Parameter(empty(num_channels, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(empty(num_channels, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_params(self, (num_channels,), self.affine, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, x):
         if x.ndim < 2 or x.shape[1] != self.num_channels:
