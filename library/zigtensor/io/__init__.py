@@ -10,7 +10,7 @@ safetensors (our own reader and writer: strict validation, memory-mapped lazy lo
 
 from __future__ import annotations
 
-from .errors import SafetensorsError
+from .errors import GGUFError, SafetensorsError
 from .safetensors import load_file, safe_open, save_file
 
-__all__ = ["SafetensorsError", "load_file", "safe_open", "save_file"]
+__all__ = ["GGUFError", "SafetensorsError", "load_file", "safe_open", "save_file"]
