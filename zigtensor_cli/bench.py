@@ -56,3 +56,122 @@ def train(
         typer.echo(f"{r.name:64} {zt_v:>14} {ref_v:>14}  {ratio:>8}")
     typer.echo("torch/zt > 1: zigtensor is faster. Memory: NumPy allocations traced by tracemalloc during "
                "one step, above what was held before it.")
+
+
+@app.command("ops")
+def ops(
+    family: str = typer.Option(None, "--family", help="Only these kernel families (comma-separated)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller sizes and fewer repeats (noisier, faster)."),
+    json_path: str = typer.Option(None, "--json", help="Also write JSON lines (peaks, then one per case) here."),
+) -> None:
+    """Our CUDA kernels (CUDA events, median) beside CuPy/cuBLAS/PyTorch, as % of peaks measured first."""
+    from zigtensor.bench import ops as suite
+
+    families = [f.strip() for f in family.split(",") if f.strip()] if family else None
+    peaks, rows = suite.run(families, quick=quick, progress=lambda s: typer.echo(f"  running {s}", err=True))
+    gemm = lambda v: f"{v:.1f} TFLOP/s" if v else "n/a"  # noqa: E731
+    typer.echo(f"device: {peaks.device}   peaks: copy {peaks.copy:.0f} GB/s, SGEMM {gemm(peaks.sgemm)}, "
+               f"BF16 GEMM {gemm(peaks.bf16_gemm)}")
+    for note in peaks.notes:
+        typer.echo(f"  note: {note}")
+    header = (f"{'family':12} {'case':44} {'time':>11} {'throughput':>15} {'% peak':>7} {'reference':>11} "
+              f"{'ref/ours':>8}  reference")
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for r in rows:
+        unit = suite.PEAK_UNITS[r.peak]
+        pct = r.percent_of_peak(peaks)
+        typer.echo(f"{r.family:12} {r.case:44} {_fmt_time(r.time_s):>11} {r.throughput:>9.1f} {unit:<7}"
+                   f"{(f'{pct:.0f}%' if pct is not None else 'n/a'):>6} "
+                   f"{(_fmt_time(r.ref_time_s) if r.ref_time_s else 'n/a'):>11} "
+                   f"{(f'{r.ratio:.2f}x' if r.ratio else 'n/a'):>8}  {r.reference}")
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write("\n".join(suite.json_lines(peaks, rows)) + "\n")
+        typer.echo(f"wrote {json_path}")
+
+
+@app.command("generate")
+def generate(
+    model: str = typer.Option("smollm2", "--model", help="A language model: path or short name (smollm2)."),
+    batch_size: str = typer.Option("1,8", "--batch-size", help="Batch sizes to time (comma-separated)."),
+    tokens: int = typer.Option(64, "--tokens", min=1, help="New tokens per sequence."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs of each library per batch size."),
+    no_reference: bool = typer.Option(False, "--no-reference", help="Skip transformers."),
+    torch_threads: int = typer.Option(None, "--torch-threads", min=1,
+                                      help="torch.set_num_threads for transformers (default: torch's)."),
+) -> None:
+    """Greedy decode tokens/s against transformers' generate (same model, in turns), then load time and memory."""
+    from zigtensor.bench import core
+    from zigtensor.bench import generate as suite
+
+    try:
+        sizes = [int(b) for b in batch_size.split(",") if b.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated ints, got {batch_size!r}",
+                                 param_hint="--batch-size") from None
+    rows, facts = suite.bench_generate(model, sizes, tokens, repeats, reference=not no_reference,
+                                       torch_threads=torch_threads, progress=lambda s: typer.echo(f"  {s}", err=True))
+    threads = facts["torch_threads"]
+    typer.echo(f"machine: {core.machine()}; zigtensor BLAS threads per decode step: "
+               f"{suite.decode_threads()}; torch threads: {threads if threads else 'n/a'}")
+    header = f"{'benchmark':44} {'zigtensor':>16} {'transformers':>16}  {'zt/hf':>6}  same tokens"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for r, batch in zip(rows, sizes):
+        ref = f"{1 / r.ref_s:,.1f} tok/s" if r.ref_s else "n/a"
+        ratio = f"{r.ratio:.2f}x" if r.ratio else ""
+        same = {True: "yes", False: "NO"}.get(facts["same_tokens"].get(batch), "")
+        typer.echo(f"{r.name:44} {f'{1 / r.zt_s:,.1f} tok/s':>16} {ref:>16}  {ratio:>6}  {same}")
+    for what, key in (("load time", "seconds"), ("resident memory after load", "rss_bytes"),
+                      ("peak resident memory while loading", "peak_rss_bytes")):
+        cells = []
+        for lib in ("zigtensor", "transformers"):
+            s = facts["load"].get(lib)
+            v = None if s is None else getattr(s, key)
+            cells.append("n/a" if v is None else f"{v:.1f} s" if key == "seconds" else f"{v / 2**20:,.0f} MiB")
+        typer.echo(f"{what:44} {cells[0]:>16} {cells[1]:>16}")
+    typer.echo("zt/hf > 1: zigtensor is faster. Memory: each library loaded alone in a fresh Python process.")
+
+
+@app.command("serve")
+def serve(
+    model: str = typer.Option(None, "--model", help="The model to serve in-process (or the served name with --url)."),
+    batch_size: str = typer.Option("8", "--batch-size", help="Engine batch size (max_num_seqs); '1,8,32' sweeps."),
+    num_prompts: int = typer.Option(None, "--num-prompts", min=1, help="Requests per batch size (default 4x it)."),
+    input_len: int = typer.Option(128, "--input-len", min=1, help="Prompt tokens per request."),
+    output_len: int = typer.Option(64, "--output-len", min=1, help="Generated tokens per request (ignore_eos)."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Requests in flight (default: batch size)."),
+    url: str = typer.Option(None, "--url", help="Drive a running `zt serve` at this URL instead of an engine."),
+    api_key: str = typer.Option(None, "--api-key", envvar="ZT_API_KEY", help="The server's key (with --url)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:i] (in-process)."),
+    json_path: str = typer.Option(None, "--json", help="Write the JSON lines here instead of printing them."),
+) -> None:
+    """Serving latency (TTFT, TPOT, ITL, end-to-end: mean/p50/p90/p99) and throughput, as a table and JSON lines."""
+    from zigtensor.bench import core
+    from zigtensor.bench import serve as suite
+
+    try:
+        sizes = [int(b) for b in batch_size.split(",") if b.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter(f"{batch_size!r}: expected positive integers separated by commas, e.g. 1,8,32",
+                                 param_hint="--batch-size")
+    if url is None and model is None:
+        raise typer.BadParameter("give --model (in-process) or --url (a running server)", param_hint="--model")
+    options = dict(num_prompts=num_prompts, input_len=input_len, output_len=output_len, concurrency=concurrency)
+    if url is not None:
+        results = suite.run_url(url, sizes, model=model, api_key=api_key, **options)
+    else:
+        results = suite.run_engine(suite.engine_factory(model, device=device), sizes, **options)
+    typer.echo(f"machine: {core.machine()}   target: {url or f'{model} in-process on {device}'}")
+    typer.echo(suite.table(results))
+    typer.echo("latencies: mean/p50/p90/p99 ms; ovh %: engine step time outside the model (in-process only)")
+    lines = suite.json_lines(results)
+    if json_path:
+        with open(json_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        typer.echo(f"wrote {json_path}")
+    else:
+        typer.echo("\n".join(lines))
