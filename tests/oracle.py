@@ -114,6 +114,22 @@ def compare(name, got, want, atol, rtol):
                                atol=atol, rtol=rtol, err_msg=name)
 
 
+# On CUDA, sums are added in another order (tree reductions, split-K) and float32 products may run on
+# tensor cores (TF32): results are compared with at least these (atol, rtol) per dtype there.
+CUDA_TOLERANCE = {zt.float32: (1e-4, 2e-3), zt.float64: (1e-10, 1e-7), zt.float16: (1e-2, 1e-2),
+                  zt.bfloat16: (2e-2, 2e-2)}
+CUDA_TF32_TOLERANCE = (1e-2, 1e-2)  # float32 under ZT_TF32=1
+
+
+def device_tolerance(dtype, atol: float, rtol: float) -> tuple[float, float]:
+    """(atol, rtol) for results of dtype on the default device: the caller's on the CPU, never tighter than
+    CUDA_TOLERANCE on CUDA."""
+    if zt.get_default_device().type != "cuda" or dtype not in CUDA_TOLERANCE:
+        return atol, rtol
+    floor = CUDA_TF32_TOLERANCE if dtype is zt.float32 and os.environ.get("ZT_TF32") == "1" else CUDA_TOLERANCE[dtype]
+    return max(atol, floor[0]), max(rtol, floor[1])
+
+
 def _outputs(x):
     return list(x) if isinstance(x, (tuple, list)) else [x]
 
@@ -127,6 +143,8 @@ def helper_test_op(shapes, torch_fn, zt_fn=None, *, dtype=zt.float32, low=-2.0, 
     cancel, as softmax's does).
     """
     zt_fn = zt_fn or torch_fn
+    atol, rtol = device_tolerance(dtype, atol, rtol)
+    grad_atol, grad_rtol = device_tolerance(dtype, grad_atol, grad_rtol)
     ts, zs = make_inputs(shapes, dtype, low, high, seed, layout, values=values)
     t_out, z_out = _outputs(torch_fn(*ts)), _outputs(zt_fn(*zs))
     assert len(t_out) == len(z_out), f"{len(z_out)} outputs, torch gives {len(t_out)}"

@@ -17,7 +17,7 @@ from .creation import (
     arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
     rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,
 )
-from .device import Device, device
+from .device import Device, device, get_default_device, set_default_device
 from .dtypes import (
     DType, bfloat16, float16, float32, float64, get_default_dtype, int8, int16, int32, int64, promote_types,
     result_type, set_default_dtype, uint8,
@@ -45,6 +45,7 @@ from .tensor import Tensor
 from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
 from . import io  # noqa: E402
 from . import data  # noqa: E402
+from . import cuda  # noqa: E402  (imports CuPy only when asked for a device)
 from .io import load_file, save_file  # noqa: E402
 
 # PyTorch's aliases

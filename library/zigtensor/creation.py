@@ -8,8 +8,14 @@ import numbers
 import numpy as np
 
 from . import dtypes
-from .device import device as as_device
+from .device import device as _parse_device
+from .device import get_default_device
 from .tensor import Tensor
+
+
+def as_device(spec=None):
+    """A device argument of a creation function: None means the default device (zt.set_default_device)."""
+    return get_default_device() if spec is None else _parse_device(spec)
 
 
 def _finish(array, dev, requires_grad) -> Tensor:
@@ -88,7 +94,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing memory with array."""
-    return Tensor._wrap(np.asarray(array), as_device("cpu"))
+    return Tensor._wrap(np.asarray(array), _parse_device("cpu"))
 
 
 def _size(op: str, size) -> tuple:

@@ -75,3 +75,17 @@ def device(spec: str | Device | None = None, index: int | None = None) -> Device
 
 
 cpu = device("cpu")
+
+
+_default_device = None  # None: the CPU
+
+
+def set_default_device(spec) -> None:
+    """The device creation functions (zt.tensor, zt.zeros, zt.randn, ...) use when given device=None, as
+    torch.set_default_device. None restores the CPU."""
+    global _default_device
+    _default_device = None if spec is None else device(spec)
+
+
+def get_default_device() -> Device:
+    return cpu if _default_device is None else _default_device

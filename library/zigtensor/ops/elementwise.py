@@ -438,6 +438,10 @@ class Minimum(Function):
 
 class Cast(Function):
     def forward(self, a, dtype):
+        if a.dtype.kind in "fV" and dtype.np.kind == "u":  # ("V": ml_dtypes' bfloat16 and float8 types)
+            # NOTE: float -> unsigned of a negative value is undefined in C; NumPy's result differs by platform
+            # and ml_dtypes version. PyTorch wraps modulo 2^bits, as going through int64 does.
+            return a.astype(self.xp.int64).astype(dtype.np)
         return a.astype(dtype.np)
 
     def backward(self, g):
@@ -581,6 +585,10 @@ class Gelu(Function):
     made a dozen full-size temporaries per call, forward and backward."""
 
     def forward(self, a, approximate):
+        fused = getattr(self.device.backend, "gelu", None)
+        if fused is not None:  # one kernel (CUDA); backward then recomputes from x
+            self.aux = None
+            return fused(a, approximate)
         xp, x = self.xp, _widen(a)
         if approximate == "tanh":
             t = x * x  # t = tanh(C (x + K x^3)), computed in place
@@ -613,6 +621,8 @@ class GeluBackward(Function):
     aux: what gelu's forward kept (Phi(x), or the tanh), so it is not computed twice."""
 
     def forward(self, g, a, approximate, aux):
+        if aux is None:  # the fused forward kept nothing: the fused backward
+            return self.device.backend.gelu_backward(g, a, approximate)
         xp, x = self.xp, _widen(a)
         if approximate == "tanh":
             # 0.5 (1 + t) + 0.5 x (1 - t^2) u', u' = C (1 + 3 K x^2)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import warnings
 
+from ..autograd.function import Function
+from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, int64, uint8
 from .common import Tensor, broadcast_shapes
 from .elementwise import abs, clamp, exp, log, log1p, maximum, where
 from .index import GetItem
-from .nn import log_softmax
+from .nn import log_softmax, softmax
 
 _REDUCTIONS = ("none", "mean", "sum")
 _NAN = float("nan")
@@ -213,6 +215,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     if target.dtype.category != FLOAT:
+        fused = _fused_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+        if fused is not None:
+            return fused
         return _nll_entry(op, input, target, weight, ignore_index, reduction, label_smoothing,
                           log_probs=False)
     # class probabilities
@@ -241,6 +246,61 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if reduction == "sum":
         return total
     return _divide(total, input.numel() // c if c else 0)
+
+
+class CrossEntropyRows(Function):
+    """Per-row cross-entropy of (N, C) logits and int64 targets (0 for ignored rows) from the backend's fused
+    kernels (CUDA): log-softmax and the pick in one pass, the row log-sum-exps kept for backward.
+
+    NOTE: the one loss with its own backward, because its kernel is fused. Backward is the kernel's, or, when
+    a graph is recorded, (softmax(x) - target distribution) * g from Tensor ops."""
+
+    def forward(self, logits, targets, ignore_index, smoothing):
+        rows, self.lse = self.device.backend.cross_entropy_forward(logits, targets, ignore_index, smoothing)
+        return rows
+
+    def backward(self, g):
+        x, target, ignore_index, smoothing = self.inputs
+        if not GradMode.enabled:
+            dx = self.device.backend.cross_entropy_backward(x.data, target.data, self.lse, g.data, ignore_index,
+                                                            smoothing)
+            return Tensor._wrap(dx, g.device), None, None, None
+        from .index import one_hot
+
+        c = x.shape[1]
+        valid = target != ignore_index
+        q = one_hot(where(valid, target, 0), c).to(x.dtype) * (1.0 - smoothing) + smoothing / c
+        return (softmax(x, 1) - q) * (g * valid.to(g.dtype)).unsqueeze(1), None, None, None
+
+    def release(self) -> None:
+        super().release()
+        self.lse = None
+
+
+def _fused_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: str,
+                         label_smoothing: float):
+    """cross_entropy of (N, C) logits and int64 class indices on the backend's fused kernels (CUDA), or None
+    where it has none (the CPU) or for weighted classes or other shapes (then composed as on the CPU)."""
+    if getattr(input.device.backend, "cross_entropy_forward", None) is None or weight is not None or \
+            input.ndim != 2 or target.dtype is not int64 or target.device is not input.device:
+        return None
+    op = "cross_entropy"
+    _index_target_shapes(op, input, target)
+    xp, t = input.device.backend.xp, target.data
+    valid = t != ignore_index
+    # one device-to-host read for the bounds check and the count of the mean
+    stats = xp.stack([xp.where(valid, t, 0).min(), xp.where(valid, t, -1).max(), valid.sum()]).get() if t.size \
+        else (0, -1, 0)
+    lo, hi, count = (int(v) for v in stats)
+    c = input.shape[1]
+    if count and (lo < 0 or hi >= c):
+        raise IndexError(f"{op}: target {lo if lo < 0 else hi} is out of bounds: expected class indices in "
+                         f"[0, {c - 1}] (or ignore_index={ignore_index})")
+    rows = CrossEntropyRows.apply(input, target, ignore_index, float(label_smoothing))
+    if reduction == "none":
+        return rows
+    total = rows.sum()
+    return total if reduction == "sum" else _divide(total, count)
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,

@@ -23,6 +23,9 @@ class Softmax(Function):
         xp = self.xp
         if a.size == 0:
             return a.copy()
+        fused = _fused(self, "softmax", a, axis, False)
+        if fused is not None:
+            return fused
         x = a.astype(float32.np) if a.dtype in _HALF_NP else a
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         e /= e.sum(axis=axis, keepdims=True)
@@ -30,7 +33,25 @@ class Softmax(Function):
 
     def backward(self, g):
         out = self.output()
+        fused = _fused_backward(self, "softmax_backward", out, g, self.axis, False)
+        if fused is not None:
+            return fused, None
         return out * (g - (g * out).sum(self.axis, keepdim=True)), None
+
+
+def _fused(fn: Function, name: str, *args):
+    """The backend's fused kernel `name` on arrays (CUDA), or None: no such kernel, or not for this case."""
+    kernel = getattr(fn.device.backend, name, None)
+    return None if kernel is None else kernel(*args)
+
+
+def _fused_backward(fn: Function, name: str, out: Tensor, g: Tensor, *args):
+    """A fused backward kernel's result as a Tensor, only when no graph is recorded (create_graph=False):
+    higher-order gradients need the composed formula."""
+    if GradMode.enabled:
+        return None
+    r = _fused(fn, name, out.data, g.data, *args)
+    return None if r is None else Tensor._wrap(r, g.device)
 
 
 class LogSoftmax(Function):
@@ -41,6 +62,9 @@ class LogSoftmax(Function):
         xp = self.xp
         if a.size == 0:
             return a.copy()
+        fused = _fused(self, "softmax", a, axis, True)
+        if fused is not None:
+            return fused
         x = a.astype(float32.np) if a.dtype in _HALF_NP else a
         shifted = x - x.max(axis=axis, keepdims=True)
         shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -48,6 +72,9 @@ class LogSoftmax(Function):
 
     def backward(self, g):
         out = self.output()
+        fused = _fused_backward(self, "softmax_backward", out, g, self.axis, True)
+        if fused is not None:
+            return fused, None
         return g - out.exp() * g.sum(self.axis, keepdim=True), None
 
 
@@ -137,6 +164,11 @@ class LayerNorm(Function):
     """
 
     def forward(self, x, weight, bias, axes, eps):
+        fused = _fused(self, "layer_norm_forward", x, weight, bias, eps) if axes == (x.ndim - 1,) else None
+        if fused is not None:  # one kernel (CUDA): keeps mean and rstd per row instead of xhat
+            out, self.mean, self.rstd = fused
+            self.xhat = None
+            return out
         xp = self.xp
         xf = x.astype(float32.np) if x.dtype in _HALF_NP else x
         xhat = xf - self._mean(xf, axes)
@@ -170,6 +202,12 @@ class LayerNorm(Function):
 
     def backward(self, g):
         x, weight, bias, axes, _ = self.inputs
+        if self.xhat is None and not GradMode.enabled:  # the fused forward's kernel pair
+            dx, dw, db = self.device.backend.layer_norm_backward(g.data, x.data, None if weight is None else
+                                                                 weight.data, self.mean, self.rstd, bias is not None)
+            wrap = lambda a, t: Tensor._wrap(a, g.device) if a is not None and t is not None and \
+                t.requires_grad else None  # noqa: E731
+            return wrap(dx, x), wrap(dw, weight), wrap(db, bias), None, None
         xhat, rstd = self._saved()
         lead = tuple(range(x.ndim - len(axes)))
         gw = (g * xhat).sum(lead) if weight is not None and weight.requires_grad else None
@@ -183,7 +221,7 @@ class LayerNorm(Function):
 
     def release(self) -> None:
         super().release()
-        self.xhat = self.rstd = None
+        self.xhat = self.rstd = self.mean = None
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
@@ -209,8 +247,41 @@ def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None)
         import numpy as np
 
         eps = float(np.finfo(x.dtype.np).eps)
+    fused = getattr(x.device.backend, "rms_norm_forward", None)
+    if fused is not None and axes == (x.ndim - 1,) and x.dtype.category == FLOAT and (
+            weight is None or weight.dtype is x.dtype):
+        return RMSNorm.apply(x, weight, axes, eps)
     out = x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
     return out if weight is None else out * weight
+
+
+class RMSNorm(Function):
+    """x * rstd * weight over the last axis, rstd = 1 / sqrt(mean(x^2) + eps), with the backend's fused kernels
+    (CUDA only; the CPU composes rms_norm from Tensor ops). Backward: dx = rstd (gw - x rstd^2 mean(gw x)),
+    gw = g * weight, and dweight = sum over rows of g x rstd; in Tensor ops when a graph is recorded."""
+
+    def forward(self, x, weight, axes, eps):
+        out, self.rstd = self.device.backend.rms_norm_forward(x, weight, eps)
+        return out
+
+    def backward(self, g):
+        x, weight, axes, eps = self.inputs
+        if not GradMode.enabled:
+            dx, dw = self.device.backend.rms_norm_backward(g.data, x.data, None if weight is None else weight.data,
+                                                           self.rstd)
+            return (Tensor._wrap(dx, g.device) if x.requires_grad else None,
+                    Tensor._wrap(dw, g.device) if weight is not None and weight.requires_grad else None, None, None)
+        rstd = ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+        gw = g if weight is None else g * weight
+        dx = rstd * (gw - x * (rstd * rstd) * (gw * x).mean(axes, keepdim=True)) if x.requires_grad else None
+        dw = None
+        if weight is not None and weight.requires_grad:
+            dw = (g * x * rstd).sum(tuple(range(x.ndim - 1)))
+        return dx, dw, None, None
+
+    def release(self) -> None:
+        super().release()
+        self.rstd = None
 
 
 def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias=None, training: bool = False,
@@ -280,12 +351,19 @@ def group_norm(x: Tensor, num_groups: int, weight=None, bias=None, eps: float = 
 
 class Embedding(Function):
     def forward(self, weight, idx, padding_idx):
-        return weight[idx]
+        fused = _fused(self, "embedding_forward", weight, idx)
+        return weight[idx] if fused is None else fused
 
     def backward(self, g):
         from .index import IndexAdd
 
         weight, idx, padding_idx = self.inputs
+        fused = getattr(self.device.backend, "embedding_backward", None)
+        if fused is not None and not GradMode.enabled:
+            dw = fused(g.data, idx, weight.shape[0])
+            if padding_idx is not None:
+                dw[padding_idx] = 0  # the padding row never receives a gradient
+            return Tensor._wrap(dw, g.device), None, None
         if padding_idx is not None:
             keep = Tensor._wrap(idx != padding_idx, g.device).unsqueeze(-1)
             g = g * keep  # the padding row never receives a gradient
@@ -339,6 +417,13 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         value = _repeat_heads(value, hq // hk)
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    flash = getattr(query.device.backend, "attention_forward", None)
+    if flash is not None and dropout_p == 0.0 and query.ndim >= 3 and query.shape[:-2] == key.shape[:-2] == \
+            value.shape[:-2] and query.dtype is key.dtype is value.dtype:
+        mask = None if attn_mask is None else attn_mask.data
+        result = flash(query.data, key.data, value.data, scale, is_causal, mask)
+        if result is not None:  # None: a head dim or dtype the kernel does not take
+            return FlashAttention.apply(query, key, value, scale, is_causal, attn_mask, result)
     if attn_mask is None:
         # the common cases (no mask, or causal) in one op; a causal row always sees at least key 0
         weights = ScaledSoftmax.apply(query @ key.mT, scale, _causal_bias(query, L, S) if is_causal else None)
@@ -366,6 +451,38 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights @ value
+
+
+class FlashAttention(Function):
+    """softmax(q k^T scale + mask) v computed by the backend's flash-attention kernel (CUDA): `result` is the
+    kernel's (out, lse), computed before apply so that an unsupported case falls back to the composed ops.
+    Backward: the kernel's, or, when a graph is recorded, the same gradients from Tensor ops."""
+
+    def forward(self, q, k, v, scale, causal, mask, result):
+        out, self.lse = result
+        self.saved_out = out
+        return out
+
+    def backward(self, g):
+        q, k, v, scale, causal, mask, _ = self.inputs
+        if not GradMode.enabled:
+            dq, dk, dv = self.device.backend.attention_backward(
+                q.data, k.data, v.data, self.saved_out, self.lse, g.data, scale, causal,
+                None if mask is None else mask.data)
+            return tuple(Tensor._wrap(t, g.device) for t in (dq, dk, dv)) + (None,) * 4
+        s = (q @ k.mT) * scale
+        if causal:
+            s = s + Tensor._wrap(_causal_bias(q, q.shape[-2], k.shape[-2]), q.device).to(s.dtype)
+        elif mask is not None:
+            s = where(mask, s, float("-inf")) if mask.dtype is bool_ else s + mask
+        p = softmax(s, dim=-1)
+        dp = g @ v.mT
+        ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+        return (ds @ k) * scale, (ds.mT @ q) * scale, p.mT @ g, None, None, None, None
+
+    def release(self) -> None:
+        super().release()
+        self.lse = None
 
 
 class ScaledSoftmax(Function):

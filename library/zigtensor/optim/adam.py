@@ -71,6 +71,29 @@ class Adam(Optimizer):
         p -= denom
 
 
+    def _step_fused(self, group: dict) -> bool:
+        params, fused = self._fused_params(group, "adam_step")
+        if params is None:
+            return False
+        # one launch set per distinct step count (parameters that joined later are behind)
+        by_step: dict = {}
+        for p in params:
+            state = self.state[p]
+            state["step"] += 1
+            by_step.setdefault(state["step"], []).append(p)
+        for step, ps in by_step.items():
+            states = [self.state[p] for p in ps]
+            fused([p.data for p in ps], [p.grad.data for p in ps], [s["exp_avg"].data for s in states],
+                  [s["exp_avg_sq"].data for s in states],
+                  [s["max_exp_avg_sq"].data for s in states] if group["amsgrad"] else None, step,
+                  lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=group["eps"],
+                  weight_decay=group["weight_decay"], decoupled=self.decoupled, amsgrad=group["amsgrad"],
+                  maximize=group["maximize"])
+        for p in params:
+            p._version += 1
+        return True
+
+
 class AdamW(Adam):
     """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step. Default wd 1e-2."""
 

@@ -59,6 +59,8 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            if self._step_fused(group):
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -72,6 +74,26 @@ class Optimizer:
 
     def init_state(self, param: Tensor, state: dict, group: dict) -> None:
         pass
+
+    def _step_fused(self, group: dict) -> bool:
+        """Update the whole group with the backend's multi-tensor kernel when it has one (CUDA): True when done.
+        Subclasses with a fused kernel override it; the per-parameter `update` is the reference."""
+        return False
+
+    def _fused_params(self, group: dict, kernel: str):
+        """(params with gradients, the backend's fused kernel) when every such parameter lives on one device
+        whose backend has `kernel`; else (None, None). Initializes the state of new parameters."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params or any(p.device is not params[0].device for p in params):
+            return None, None
+        fused = getattr(params[0].device.backend, kernel, None)
+        if fused is None:
+            return None, None
+        for p in params:
+            if p not in self.state:
+                self.state[p] = {}
+                self.init_state(p, self.state[p], group)
+        return params, fused
 
     def update(self, param, grad, state: dict, group: dict, xp) -> None:
         raise NotImplementedError

@@ -41,6 +41,26 @@ class SGD(Optimizer):
         state["step"] = 0
         state["momentum_buffer"] = zeros_like(p) if group["momentum"] else None
 
+    def _step_fused(self, group: dict) -> bool:
+        params, fused = self._fused_params(group, "sgd_step")
+        if params is None:
+            return False
+        if group["momentum"] and any(self.state[p]["momentum_buffer"] is None for p in params):
+            raise RuntimeError("SGD: momentum was turned on after the first step; set it when the optimizer is "
+                               "created")
+        for first in (True, False):  # parameters on their first step copy the gradient into the buffer
+            ps = [p for p in params if (self.state[p]["step"] == 0) == first]
+            if not ps:
+                continue
+            buffers = [self.state[p]["momentum_buffer"].data for p in ps] if group["momentum"] else None
+            fused([p.data for p in ps], [p.grad.data for p in ps], buffers, first, lr=group["lr"],
+                  momentum=group["momentum"], dampening=group["dampening"], weight_decay=group["weight_decay"],
+                  nesterov=group["nesterov"], maximize=group["maximize"])
+        for p in params:
+            self.state[p]["step"] += 1
+            p._version += 1
+        return True
+
     def update(self, p, g, state, group, xp):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         state["step"] += 1
