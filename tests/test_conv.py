@@ -68,6 +68,37 @@ def test_conv2d_float64_and_int():
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
+@pytest.mark.parametrize("rows", [0, 10_000])  # every conv as one product, or one product per image
+@pytest.mark.parametrize("chunk", [1, 2**30])  # one image per block of windows, or the whole batch
+@pytest.mark.parametrize("shapes, kwargs", [
+    ([(3, 1, 9, 9), (4, 1, 3, 3), (4,)], dict(padding=1)),  # 10 window rows with the bias' row of ones
+    ([(3, 5, 7, 6), (4, 5, 3, 3), (4,)], dict(stride=2, padding=(2, 1))),
+    ([(3, 5, 7, 6), (4, 5, 3, 3)], dict(padding=1)),  # no bias: no row of ones
+])
+def test_conv2d_output_layouts(monkeypatch, rows, chunk, shapes, kwargs):
+    import zigtensor.ops.conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "BATCHED_CONV_MAX_ROWS", rows)
+    monkeypatch.setattr(conv_ops, "CONV_CHUNK_BYTES", chunk)
+    helper_test_op(shapes, *both("conv2d", **kwargs))
+    helper_test_op(shapes, *both("conv2d", **kwargs), dtype=zt.float64)
+
+
+@pytest.mark.parametrize("trainable", ["input", "weight", "bias", "weight and bias"])
+def test_conv2d_gradient_of_each_argument_alone(trainable):
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.uniform(-2, 2, s).astype(np.float32) for s in [(2, 3, 6, 6), (4, 3, 3, 3), (4,)])
+    g = rng.uniform(-2, 2, (2, 4, 6, 6)).astype(np.float32)
+    zs = [zt.tensor(a, requires_grad=name in trainable) for a, name in zip((x, w, b), ("input", "weight", "bias"))]
+    ts = [torch.tensor(a, requires_grad=name in trainable) for a, name in zip((x, w, b), ("input", "weight", "bias"))]
+    F.conv2d(*zs, padding=1).backward(zt.tensor(g))
+    TF.conv2d(*ts, padding=1).backward(torch.tensor(g))
+    for z, t in zip(zs, ts):
+        assert (z.grad is None) == (t.grad is None)
+        if t.grad is not None:
+            np.testing.assert_allclose(z.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ conv1d
 @pytest.mark.parametrize("shapes, kwargs", [
     ([(2, 3, 11), (4, 3, 3), (4,)], dict(padding=1)),
@@ -98,6 +129,7 @@ def test_conv1d_no_bias_non_contiguous():
     ((2, 3, 11, 11), dict(kernel_size=2, dilation=(2, 3), ceil_mode=True)),
     ((3, 7, 7), dict(kernel_size=3, stride=2, padding=1)),  # unbatched
     ((2, 3, 5, 5), dict(kernel_size=5)),  # global
+    ((2, 3, 9, 7), dict(kernel_size=2)),  # the last row and column are in no window
 ])
 def test_max_pool2d(shape, kwargs):
     helper_test_op([shape], *both("max_pool2d", **kwargs))
@@ -116,6 +148,12 @@ def test_max_pool2d_gradient_goes_to_first_maximum():
     x = np.ones((1, 1, 4, 4))
     x[0, 0, 1, 1] = x[0, 0, 0, 1] = 5.0  # a tie inside the first window
     helper_test_op(None, *both("max_pool2d", kernel_size=2), values=[x])
+
+
+def test_max_pool2d_gradient_of_relu_zeros_goes_to_each_window_first_element():
+    # after a ReLU most windows are all zeros: every one of them is a tie
+    x = np.maximum(np.random.default_rng(0).uniform(-2, 1, (2, 3, 8, 6)), 0)
+    helper_test_op(None, lambda x: TF.max_pool2d(TF.relu(x), 2), lambda x: F.max_pool2d(F.relu(x), 2), values=[x])
 
 
 def test_max_pool_non_contiguous_and_1d():
@@ -223,6 +261,7 @@ def test_gradcheck_unfold_fold():
 def test_gradgradcheck_conv2d():
     gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, groups=2),
                   [(1, 2, 4, 4), (2, 1, 3, 3), (2,)])
+    gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 2, 4, 4), (3, 2, 3, 3), (3,)])
 
 
 def test_gradgradcheck_pooling():

@@ -52,6 +52,32 @@ class CPUBackend:
             return
         np.add.at(target, index, values)
 
+    def rms_norm_forward(self, x, weight, eps: float):
+        """(x * rstd * weight, rstd) over the last axis, rstd = 1 / sqrt(mean(x^2) + eps), in one pass of NumPy
+        calls (ops.nn.RMSNorm uses it instead of six recorded ops; 16-bit inputs are computed in float32)."""
+        xf = x.astype(np.float32) if x.dtype in _HALF else x
+        rstd = np.einsum("...i,...i->...", xf, xf)[..., None]
+        rstd *= 1.0 / xf.shape[-1]
+        rstd += eps
+        np.sqrt(rstd, out=rstd)
+        np.divide(1.0, rstd, out=rstd)
+        out = xf * rstd
+        if weight is not None:
+            out *= weight
+        return out.astype(x.dtype, copy=False), rstd
+
+    def rms_norm_backward(self, g, x, weight, rstd):
+        """(dx, dweight) of rms_norm_forward: dx = rstd (gw - x rstd^2 mean(gw x)), gw = g * weight;
+        dweight = the sum over rows of g x rstd (None without a weight)."""
+        gf, xf = (a.astype(np.float32) if a.dtype in _HALF else a for a in (g, x))
+        xhat = xf * rstd
+        gw = gf if weight is None else gf * weight
+        dot = np.einsum("...i,...i->...", gw, xhat)[..., None]
+        dot *= 1.0 / xf.shape[-1]
+        dx = (gw - xhat * dot) * rstd
+        dw = None if weight is None else (gf * xhat).reshape(-1, xf.shape[-1]).sum(0).astype(weight.dtype)
+        return dx.astype(x.dtype, copy=False), dw
+
     def erf(self, x):
         # NOTE: NumPy has no erf; SciPy's is exact to float64 rounding, which finite-difference checks need.
         from scipy.special import erf

@@ -16,9 +16,13 @@ LSTM i, f, g, o; GRU r, z, n.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from .common import Tensor
+
+_BLAS_FLOATS = (np.float32, np.float64)
 
 
 # ----------------------------------------------------------------------------------------- math namespaces
@@ -168,15 +172,119 @@ def _lstm_scan(m, xproj, h0, c0, w_hh, reverse):
     return hs, cs, acts, h0, c0
 
 
+def _mm_into(backend, a, b, out) -> None:
+    """out[...] = a @ b, written straight into out where BLAS can (float32, float64)."""
+    if out.dtype in _BLAS_FLOATS:
+        backend.xp.matmul(a, b, out=out)
+    else:  # 16-bit floats: through float32, as in the Matmul op
+        out[...] = backend.matmul(a, b)
+
+
+def _lstm_forward(backend, xproj, h0, c0, w_hh, reverse):
+    """The LSTM over all steps on arrays: (out (L + 1, B, H): h at each position, then the last cell state;
+    what backward needs).
+
+    Preallocated buffers, computed in place, each step's gates laid out gate-major (4, B, H) so that every
+    gate is one contiguous block (NumPy runs ops on a strided column block of (B, 4H) ~2.5x slower).
+    NOTE: sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, so the i, f, o parts of the gate inputs (xproj and W_hh)
+    are halved up front (exact: a power of two) and one tanh call serves all four gates of a step.
+    NOTE: the recurrent product is computed transposed, W_hh @ h^T (4H, B), and copied back: for a small
+    batch OpenBLAS runs that product ~30% faster than h @ W_hh^T (32 x 256 x 1024: 190 us against 270 us on
+    one core), far more than the transposing copy of its result costs (20 us).
+    """
+    xp = backend.xp
+    L, B, G = xproj.shape
+    H = G // 4
+    dt = xproj.dtype
+    scale = xp.full((4, 1, 1), 0.5, dtype=dt)
+    scale[2] = 1
+    acts = xp.empty((L, 4, B, H), dtype=dt)  # the gate inputs, then in place the activations i, f, g, o
+    xp.multiply(xproj.reshape(L, B, 4, H).transpose(0, 2, 1, 3), scale, out=acts)
+    w_s = xp.multiply(w_hh.reshape(4, H, H), scale).reshape(G, H)
+    out = xp.empty((L + 1, B, H), dtype=dt)
+    cs, tcs = xp.empty((L, B, H), dtype=dt), xp.empty((L, B, H), dtype=dt)  # c and tanh(c) at each position
+    hh_t, hh, ig = xp.empty((4, H, B), dtype=dt), xp.empty((4, B, H), dtype=dt), xp.empty((B, H), dtype=dt)
+    h = h0
+    c = c0 if c0 is not None else xp.zeros((B, H), dtype=dt)
+    for t in _order(L, reverse):
+        gates = acts[t]
+        if h is not None:  # (a zero initial state adds nothing)
+            _mm_into(backend, w_s, h.T, hh_t.reshape(G, B))
+            hh[...] = hh_t.transpose(0, 2, 1)
+            gates += hh
+        xp.tanh(gates, out=gates)
+        for sig in (gates[:2], gates[3]):  # i and f, then o
+            sig *= 0.5
+            sig += 0.5
+        i, f, g, o = gates
+        xp.multiply(f, c, out=cs[t])
+        xp.multiply(i, g, out=ig)
+        cs[t] += ig
+        xp.tanh(cs[t], out=tcs[t])
+        xp.multiply(o, tcs[t], out=out[t])
+        h, c = out[t], cs[t]
+    out[L] = c
+    return out, (acts, cs, tcs, out)
+
+
+def _lstm_backward(backend, grad, saved, h0, c0, w_hh, reverse, need_h0: bool):
+    """Backward through time on arrays, into preallocated buffers: (d_xproj (L, B, 4H), dh0 or None, dc0,
+    d_w_hh). grad (L + 1, B, H) is the gradient of forward's output (the last row: of the last cell state).
+    Each step's gate gradients are computed gate-major, as in forward, then copied into d_xproj."""
+    xp = backend.xp
+    acts, cs, tcs, out = saved
+    L, _, B, H = acts.shape
+    G = 4 * H
+    dt = acts.dtype
+    order = list(_order(L, reverse))
+    zeros = xp.zeros((B, H), dtype=dt)
+    d_xproj = xp.empty((L, B, G), dtype=dt)
+    dh, dc, tmp = xp.empty((B, H), dtype=dt), xp.array(grad[L], dtype=dt), xp.empty((B, H), dtype=dt)
+    dg, ds = xp.empty((4, B, H), dtype=dt), xp.empty((4, B, H), dtype=dt)  # of the step: d gates, sigmoid'
+    for k in range(L - 1, -1, -1):
+        t = order[k]
+        if k == L - 1:
+            dh[...] = grad[t]
+        else:  # dh holds the recurrent part, d_xproj[next] @ W_hh
+            dh += grad[t]
+        a, tc = acts[t], tcs[t]
+        i, f, g, o = a
+        c_prev = cs[order[k - 1]] if k else (c0 if c0 is not None else zeros)
+        xp.multiply(tc, tc, out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
+        xp.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        xp.subtract(1, a, out=ds)  # sigmoid' = s * (1 - s), for i, f, o
+        ds *= a
+        xp.multiply(dh, tc, out=dg[3])  # d_o
+        dg[3] *= ds[3]
+        xp.multiply(dc, g, out=dg[0])  # d_i
+        xp.multiply(dc, c_prev, out=dg[1])  # d_f
+        dg[:2] *= ds[:2]
+        xp.multiply(g, g, out=tmp)  # d_g = dc * i * (1 - g^2)
+        xp.subtract(1, tmp, out=tmp)
+        xp.multiply(dc, i, out=dg[2])
+        dg[2] *= tmp
+        dc *= f
+        d_xproj[t].reshape(B, 4, H)[...] = dg.transpose(1, 0, 2)
+        if k or need_h0:
+            _mm_into(backend, d_xproj[t], w_hh, dh)
+    # d_w_hh = sum over steps of d_gates^T @ h_prev: the steps with an h_prev in `out` as one matmul
+    first, rest = (0, slice(1, L)) if not reverse else (L - 1, slice(0, L - 1))
+    h_prev = out[0 : L - 1] if not reverse else out[1:L]
+    d_w = backend.matmul(d_xproj[rest].reshape(-1, G).T, h_prev.reshape(-1, H))
+    if h0 is not None:
+        d_w += backend.matmul(d_xproj[first].T, h0)
+    return d_xproj, (dh if need_h0 else None), dc, d_w
+
+
 class LSTMRecurrence(_Recurrence):
     """(xproj, h0, c0, w_hh) -> (L + 1, B, H): the hidden state at each position, then the last cell state."""
 
     def forward(self, xproj, h0, c0, w_hh, reverse):
-        m = _ArrayMath(self.device.backend)
-        hs, cs, acts, h0, c0 = _lstm_scan(m, xproj, h0, c0, w_hh, reverse)
-        last = 0 if reverse else len(hs) - 1
-        self.saved = (hs, cs, acts, h0, c0)
-        return m.stack(hs + [cs[last]]).astype(xproj.dtype, copy=False)
+        out, self.saved = _lstm_forward(self.device.backend, xproj, h0, c0, w_hh, reverse)
+        return out
 
     def _recompute(self):
         xproj, h0, c0, w_hh, reverse = self.inputs
@@ -184,7 +292,13 @@ class LSTMRecurrence(_Recurrence):
 
     def backward(self, grad):
         xproj, h0_in, c0_in, w_hh, reverse = self.inputs
-        m, (hs, cs, acts, h0, c0), g, w_hh = self._math(grad, w_hh)
+        if not GradMode.enabled:
+            d_xproj, dh0, dc0, d_w = _lstm_backward(
+                self.device.backend, grad.data, self.saved, None if h0_in is None else h0_in.data,
+                None if c0_in is None else c0_in.data, w_hh.data, reverse, _needs(h0_in))
+            return self._wrap((d_xproj, dh0, dc0 if _needs(c0_in) else None, d_w)) + (None,)
+        # create_graph: the forward recomputed and differentiated with Tensor ops
+        m, (hs, cs, acts, h0, c0), g = _TensorMath, self._recompute(), grad
         L = xproj.shape[0]
         order = _order(L, reverse)
         c_prev = _previous(cs, c0, reverse)
