@@ -1,4 +1,4 @@
-"""`zt info`: what a safetensors file, a checkpoint or a training-run folder holds."""
+"""`zt info`: what a safetensors file, a checkpoint, a training-run folder or a language model holds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-_MODEL = "A .safetensors file (model, checkpoint or any other) or a training-run folder."
+_MODEL = ("A .safetensors file (model, checkpoint or any other), a training-run folder, or a language model: a "
+          "Hugging Face folder, a .gguf file or a short name (smollm2, minilm).")
+_MAX_LEN = "Language models: tokens per sequence for the memory plan (default: the model's context length)."
+_BUDGET = "Language models: memory for weights and KV cache, e.g. 8GiB (default: this machine's RAM)."
 
 
 def _size(n: int) -> str:
@@ -71,11 +74,72 @@ def _echo_file(s) -> None:
             typer.echo(f"  {line}".rstrip())
 
 
-def info(model: Annotated[Path, typer.Option("--model", help=_MODEL)]) -> None:
-    """Tensors (name, shape, dtype, bytes), totals, metadata and training state of a model or a run."""
-    from zigtensor.train.summary import RunSummary, summarize
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n:,} ({n / size:.1f}{unit})"
+    return f"{n:,}"
 
-    s = summarize(model)
+
+def _echo_language_model(i) -> None:
+    """The lines of a zigtensor.llm.info.ModelInfo."""
+    typer.echo(f"{i.path}: {'language model' if i.kind == 'decoder' else 'sentence encoder'} ({i.format})")
+    heads = f"{i.num_heads} heads" + (f", {i.num_kv_heads} KV heads" if i.num_kv_heads is not None else "")
+    rows = [("architecture", i.architecture),
+            ("layers", f"{i.num_layers}"),
+            ("attention", f"{heads}, head dim {i.head_dim}"),
+            ("hidden size", f"{i.hidden_size} (MLP {i.intermediate_size}, {i.activation}, {i.norm})"),
+            ("vocabulary", f"{i.vocab_size:,}" + (" (embeddings tied to the output head)" if i.tied_embeddings
+                                                  else "")),
+            ("context length", f"{i.context_length:,}"),
+            ("positions", i.positions),
+            ("parameters", _count(i.parameters)),
+            ("tensors", f"{i.tensor_count}: " + ", ".join(f"{n} {t}" for t, n in i.tensor_types.items()))]
+    if i.tokenizer_kind is None:
+        rows.append(("tokenizer", "none (pass token ids)"))
+    else:
+        rows.append(("tokenizer", i.tokenizer_kind))
+        special = ", ".join(f"{k.removesuffix('_token')} {v}" for k, v in i.special_tokens.items())
+        rows.append(("special tokens", special or "none"))
+        if i.eos_token_ids:
+            rows.append(("stop token ids", ", ".join(map(str, i.eos_token_ids))))
+        rows.append(("chat template", "yes" if i.chat_template else "no"))
+    m = i.memory
+    if m is not None:
+        rows += [("weights", f"{_size(m.weight_bytes)} as {m.weight_dtype} ({_size(m.file_bytes)} in the file)"),
+                 ("KV cache", f"{m.kv_bytes_per_token:,} bytes per token ({m.kv_dtype}), "
+                              f"{_size(m.kv_bytes_per_sequence)} per sequence of {m.max_model_len:,} tokens"),
+                 ("memory budget", f"{_size(m.memory_budget)} ({m.budget_source}): {m.max_sequences:,} sequences of "
+                                   f"{m.max_model_len:,} tokens fit beside the weights")]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"  {k + ':':{width + 1}} {v}")
+
+
+def info(
+    model: Annotated[str, typer.Option("--model", help=_MODEL)],
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help=_MAX_LEN)] = None,
+    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help=_BUDGET)] = None,
+) -> None:
+    """Tensors (name, shape, dtype, bytes), totals, metadata and training state of a model or a run; for a
+    language model also its architecture, tokenizer and a memory plan for serving it."""
+    from zigtensor.llm.info import describe, is_language_model
+    from zigtensor.llm.train_run import is_train_run
+    from zigtensor.train.summary import summarize
+
+    language_model = is_language_model(model)
+    training_output = Path(model).suffix == ".safetensors" or is_train_run(model)  # a zt file or run folder
+    if training_output or not language_model:
+        _echo_summary(summarize(Path(model)))
+    if language_model:
+        if training_output:
+            typer.echo("")
+        _echo_language_model(describe(model, max_model_len=max_model_len, memory_budget=memory_budget))
+
+
+def _echo_summary(s) -> None:
+    from zigtensor.train.summary import RunSummary
+
     if not isinstance(s, RunSummary):
         _echo_file(s)
         return

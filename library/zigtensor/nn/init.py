@@ -5,10 +5,30 @@ Each function mirrors torch.nn.init (same names, arguments, fan and gain rules) 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
+
+
+class _Skip:
+    active = False
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Inside, every init function leaves its tensor as it is (uninitialized memory from zt.empty): for building
+    a model whose parameters a checkpoint then replaces, without drawing (and paging in) values thrown away.
+
+    >>> with nn.init.skip_init():
+    ...     model = Transformer(config)          # then load every weight
+    """
+    previous, _Skip.active = _Skip.active, True
+    try:
+        yield
+    finally:
+        _Skip.active = previous
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -47,17 +67,17 @@ def _fan(t: Tensor, mode: str) -> int:
 
 @no_grad()
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    return t.uniform_(a, b)
+    return t if _Skip.active else t.uniform_(a, b)
 
 
 @no_grad()
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    return t.normal_(mean, std)
+    return t if _Skip.active else t.normal_(mean, std)
 
 
 @no_grad()
 def constant_(t: Tensor, val: float) -> Tensor:
-    return t.fill_(val)
+    return t if _Skip.active else t.fill_(val)
 
 
 def zeros_(t: Tensor) -> Tensor:
@@ -100,6 +120,8 @@ def trunc_normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
     if std <= 0:
         raise ValueError(f"trunc_normal_: expected std > 0, got {std}")
+    if _Skip.active:
+        return t
     lo, hi = (a - mean) / std, (b - mean) / std
     if hi < -6 or lo > 6:
         raise ValueError(f"trunc_normal_: [a, b] = [{a}, {b}] lies too far in the tail of N({mean}, {std}^2)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..io.safetensors import safe_open
 from .checkpoint import FORMAT, MODEL_FORMAT, CheckpointError, list_checkpoints, read_metadata
 from .metrics import read_metrics
+from .recipe import tomllib  # the stdlib's, or tomli before Python 3.11
 
 # bits per element of the safetensors dtypes
 _BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
@@ -40,7 +41,8 @@ class FileSummary:
     kind: str  # "checkpoint", "model" or "safetensors"
     tensors: list[TensorRow]
     metadata: dict  # the raw metadata, str -> str
-    parameters: int  # elements of the model's tensors (model.* in a checkpoint; all of them otherwise)
+    parameters: int  # elements of the model's tensors (model.* in a checkpoint; all of them otherwise), a tied
+    # matrix stored under two names counted once
     recipe: str | None = None  # TOML
     lineage: dict | None = None
     state: dict | None = None  # a checkpoint's training state
@@ -81,6 +83,16 @@ def checkpoint_state(meta: dict) -> dict:
     return {k: v for k, v in state.items() if v is not None}
 
 
+def _tied_copies(meta: dict, prefix: str) -> set[str]:
+    """Names under which a zigtensor model file stores a tied matrix a second time (a state dict names it once
+    per use): the GPT's output head is its token embedding."""
+    try:
+        model = tomllib.loads(meta.get("recipe", "")).get("model", {})
+    except tomllib.TOMLDecodeError:
+        return set()
+    return {prefix + "lm_head.weight"} if isinstance(model, dict) and model.get("name") == "gpt" else set()
+
+
 def summarize_file(path) -> FileSummary:
     """The tensors and metadata of a safetensors file (SafetensorsError when it is not one)."""
     path = Path(path)
@@ -94,6 +106,8 @@ def summarize_file(path) -> FileSummary:
     fmt = meta.get("format")
     kind = "checkpoint" if fmt == FORMAT else "model" if fmt == MODEL_FORMAT else "safetensors"
     model_rows = [t for t in rows if t.name.startswith("model.")] if kind == "checkpoint" else rows
+    tied = _tied_copies(meta, "model." if kind == "checkpoint" else "") if kind != "safetensors" else set()
+    model_rows = [t for t in model_rows if t.name not in tied]
     summary = FileSummary(path=path, kind=kind, tensors=rows, metadata=meta,
                           parameters=sum(math.prod(t.shape) for t in model_rows),
                           recipe=meta.get("recipe"), lineage=_json(meta, "lineage"))

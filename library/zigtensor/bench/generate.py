@@ -1,0 +1,172 @@
+"""Greedy decoding: zigtensor.llm.LLM.generate against Hugging Face transformers' generate on the same model,
+in one run: tokens per second at each batch size, timed in turns; then the load time and the resident memory of
+each library, each measured in a fresh process (`zt bench generate`).
+
+>>> rows = bench_generate("smollm2", batch_sizes=(1, 8), tokens=64)
+>>> rows[0].name, 1 / rows[0].zt_s, 1 / rows[0].ref_s                 # tokens/s of both at batch 1
+
+Both libraries run float32 weights on CPU (transformers dequantizes a GGUF file to float32 too), from the same
+prompt, for exactly `tokens` new tokens (the end-of-sequence token is ignored), and the two token sequences are
+compared: a speed-up that changes the output would be no speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from .timing import Result
+
+PROMPT = "The history of the printing press begins"
+
+
+@dataclass
+class LoadStats:
+    seconds: float  # from the call to a model ready to generate
+    rss_bytes: int  # resident memory of the process after loading
+    peak_rss_bytes: int  # the most resident memory the process had while loading
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _load_hf(model: str):
+    """transformers' model and tokenizer for a zigtensor model name or path (GGUF files through gguf_file=)."""
+    import torch
+    import transformers
+
+    from ..llm.loader import resolve_model
+
+    path = resolve_model(model)
+    kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+    folder = path.parent if path.suffix == ".gguf" else path
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
+    return hf, tok
+
+
+def measure_load(library: str, model: str) -> LoadStats:
+    """Load the model with `library` ("zigtensor" or "transformers") in this process and measure it."""
+    start = time.perf_counter()
+    if library == "zigtensor":
+        from ..llm import LLM
+
+        LLM(model)
+    elif library == "transformers":
+        _load_hf(model)
+    else:
+        raise ValueError(f"measure_load: library must be 'zigtensor' or 'transformers', got {library!r}")
+    return LoadStats(time.perf_counter() - start, _rss(), _peak_rss())
+
+
+def load_in_subprocess(library: str, model: str) -> LoadStats | None:
+    """measure_load in a fresh Python process (so that neither library's memory counts for the other)."""
+    code = ("import json, sys; from zigtensor.bench.generate import measure_load; "
+            "s = measure_load(sys.argv[1], sys.argv[2]); print(json.dumps(s.__dict__))")
+    r = subprocess.run([sys.executable, "-c", code, library, model], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        return None
+    return LoadStats(**json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+def decode_threads() -> str:
+    """The BLAS threads zigtensor uses for a decode step here (ZT_DECODE_THREADS), as text."""
+    from ..llm.threads import step_threads
+
+    n = step_threads(1)
+    return "BLAS default" if n is None else str(n)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _time_batch(llm, hf, tok, prompts: list[list[int]], tokens: int, repeats: int):
+    """(median seconds of each library, the token ids each produced) for greedy decoding of prompts."""
+    from ..llm import SamplingParams
+
+    params = SamplingParams(max_tokens=tokens, temperature=0, ignore_eos=True)
+    outputs = [None, None]
+
+    def run_ours():
+        outputs[0] = [o.token_ids for o in llm.generate(prompts, params)]
+
+    fns = [run_ours]
+    if hf is not None:
+        import torch
+
+        ids = torch.tensor(prompts)
+
+        def run_hf():
+            with torch.no_grad():
+                out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                  min_new_tokens=tokens, do_sample=False, pad_token_id=tok.eos_token_id)
+            outputs[1] = out[:, ids.shape[1]:].tolist()
+
+        fns.append(run_hf)
+    for f in fns:  # warm-up
+        f()
+    samples = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, f in enumerate(fns):
+            time.sleep(0.2)  # NOTE: lets the other library's spinning BLAS/OpenMP threads go idle
+            samples[i].append(_timed(f))
+    return [statistics.median(t) for t in samples], outputs
+
+
+def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64, repeats: int = 3,
+                   reference: bool = True, torch_threads: int | None = None, progress=None
+                   ) -> tuple[list[Result], dict]:
+    """Greedy tokens/s of zigtensor and (when installed and reference) transformers per batch size, in turns,
+    and the load figures. torch_threads: torch.set_num_threads for transformers (None: torch's default).
+    Returns (rows, facts): rows in seconds per generated token (Result.unit 's/token'); facts:
+    {'same_tokens': {batch: bool}, 'load': {library: LoadStats | None}, 'torch_threads': int | None}."""
+    from ..llm import LLM
+
+    say = progress or (lambda s: None)
+    say(f"loading {model} (zigtensor)")
+    llm = LLM(model)
+    hf = tok = None
+    if reference:
+        try:
+            say(f"loading {model} (transformers)")
+            hf, tok = _load_hf(model)
+            import torch
+
+            if torch_threads is not None:
+                torch.set_num_threads(torch_threads)
+            torch_threads = torch.get_num_threads()
+        except ImportError:
+            hf = None
+    prompt_ids = llm.tokenizer.encode(PROMPT) if llm.tokenizer is not None else list(range(8))
+    rows, same = [], {}
+    for batch in batch_sizes:
+        say(f"batch {batch}: {tokens} tokens per sequence, {repeats} runs each, in turns")
+        seconds, outputs = _time_batch(llm, hf, tok, [prompt_ids] * batch, tokens, repeats)
+        n = batch * tokens
+        rows.append(Result(f"greedy decode, batch {batch}, {tokens} tokens", seconds[0] / n,
+                           seconds[1] / n if hf is not None else None, "transformers generate", unit="s/token"))
+        if hf is not None:
+            same[batch] = outputs[0] == outputs[1]
+    reference_ran = hf is not None
+    llm = hf = None  # free both before the load measurements start their processes
+    say("load time and memory, each library in a fresh process")
+    load = {"zigtensor": load_in_subprocess("zigtensor", model)}
+    if reference:
+        load["transformers"] = load_in_subprocess("transformers", model)
+    return rows, {"same_tokens": same, "load": load, "torch_threads": torch_threads if reference_ran else None}
