@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import bench, info, plot, recipes, train
+from . import bench, generate, info, plot, recipes, serve, train
 
 app = typer.Typer(
     name="zt",
@@ -19,6 +19,8 @@ app.add_typer(bench.app, name="bench")
 app.command("train")(train.train)
 app.add_typer(recipes.app, name="recipes")
 app.command("info")(info.info)
+app.command("generate")(generate.generate)
+app.command("serve")(serve.serve)
 app.command("plot")(plot.plot)
 
 _state = {"debug": False}

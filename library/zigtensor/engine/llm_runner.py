@@ -1,0 +1,112 @@
+"""TransformerRunner: zigtensor.llm's Transformer on the engine's paged KV cache.
+
+The engine batches sequences of different lengths, each with a chunk of new tokens, into one flat row of
+tokens. This runner walks the model's own layers over that row (so the weights, norms, rotary tables and MLPs
+are exactly the ones `LLM` and `zt train` use) and replaces only the attention's cache step: each layer writes
+the new keys and values through the slot mapping and attends with paged_attention over the block tables. The
+final norm and the head run on the last token of each sequence's chunk only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..autograd.grad_mode import no_grad
+from ..tensor import Tensor
+from .engine import AsyncLLMEngine, EngineConfig, LLMEngine
+from .kv_cache import KVCacheSpec
+from .model_runner import ModelRunner, ScheduledBatch
+from .paged_attention import AttentionMetadata, paged_attention
+
+
+class TransformerRunner(ModelRunner):
+    """Runs a zigtensor.llm.Transformer (decoder-only) for the engine.
+
+    Args:
+        model: a Transformer with its weights loaded; it is put in inference mode (eval, no gradients, weights
+            laid out for decode matmuls).
+
+    The cache has the dtype and the device of the model's weights.
+    """
+
+    def __init__(self, model):
+        model.prepare_for_inference()
+        self.model = model
+        c = self.config = model.model_config
+        weight = model.transformer.wte.weight
+        self.device = weight.device
+        self.kv_cache_spec = KVCacheSpec(num_layers=c.num_layers, num_kv_heads=c.num_kv_heads, head_dim=c.head_dim,
+                                         dtype=weight.dtype)
+        self.vocab_size = c.vocab_size
+        self.max_model_len = c.max_position_embeddings
+
+    def _wrap(self, array) -> Tensor:
+        return Tensor._wrap(self.device.backend.from_numpy(array), self.device)
+
+    @no_grad()
+    def forward(self, batch: ScheduledBatch) -> np.ndarray:
+        m, c = self.model, self.config
+        backend = self.device.backend
+        top = int(batch.positions.max()) + 1
+        if top > c.max_position_embeddings and c.position == "learned":
+            raise ValueError(f"TransformerRunner: position {top - 1} is past the model's "
+                             f"{c.max_position_embeddings} learned positions")
+        x = m.transformer.wte(self._wrap(batch.token_ids[None]))  # (1, N, C): every sequence's tokens in one row
+        if c.position == "learned":
+            x = x + m.transformer.wpe(self._wrap(batch.positions))
+        cos = sin = None
+        if m.rope is not None:
+            cos, sin = m.rope.tables(batch.positions, like=x)  # (N, 1, head_dim / 2)
+        slots = backend.from_numpy(batch.slot_mapping)
+        meta = AttentionMetadata.build(batch.block_tables, batch.context_lens, batch.query_start_loc,
+                                       self.kv_cache.block_size, backend.xp)
+        for layer, block in enumerate(m.transformer.h):
+            x = x + self._attention(block.attn, block.ln_1(x), layer, cos, sin, slots, meta)
+            x = x + block.mlp(block.ln_2(x))
+        last = x[0][self._wrap(batch.last_token_indices)]  # (num_seqs, C)
+        logits = m.lm_head(m.transformer.ln_f(last))
+        return backend.to_numpy(logits.data).astype(np.float32, copy=False)
+
+    def _attention(self, attn, h: Tensor, layer: int, cos, sin, slots, meta: AttentionMetadata) -> Tensor:
+        from ..llm.rope import rotate
+
+        N = h.shape[1]
+        nh, nkv, hd = attn.n_head, attn.n_kv_head, attn.head_dim
+        qkv = attn.c_attn(h).reshape(1, N, nh + 2 * nkv, hd)  # q heads, k heads, v heads
+        if cos is not None:
+            qk = rotate(qkv[:, :, :nh + nkv], cos, sin)
+            q, k = qk[:, :, :nh], qk[:, :, nh:]
+        else:
+            q, k = qkv[:, :, :nh], qkv[:, :, nh:nh + nkv]
+        v = qkv[:, :, nh + nkv:]
+        cache = self.kv_cache
+        cache.write(layer, slots, k.data[0], v.data[0])
+        y = paged_attention(q.data[0], cache.k[layer], cache.v[layer], meta, attn.scale,
+                            sliding_window=attn.window)  # (N, nh, hd) float32
+        y = y.reshape(1, N, nh * hd).astype(h.dtype.np, copy=False)
+        return attn.c_proj(Tensor._wrap(y, self.device))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"TransformerRunner({c.architecture}, layers={c.num_layers}, heads={c.num_heads}/{c.num_kv_heads}, "
+                f"vocab={c.vocab_size}, device='{self.device}')")
+
+
+def load_engine(model, device="cpu", dtype=None, config: EngineConfig | None = None):
+    """The async engine that serves a model name or path (anything zigtensor.llm.load_model takes).
+
+    A decoder runs in an AsyncLLMEngine over a TransformerRunner; an encoder (BERT / MiniLM) gets an
+    AsyncEmbeddingEngine. The engine reports `config.model_name`, or the model as given when that is unset.
+    """
+    from ..llm.loader import load_model
+    from .embedding import AsyncEmbeddingEngine
+
+    config = config or EngineConfig()
+    loaded = load_model(model, device=device, dtype=dtype)
+    name = config.model_name or str(model)
+    if loaded.kind == "encoder":
+        return AsyncEmbeddingEngine(loaded.model, model_name=name)
+    config = dataclasses.replace(config, model_name=name)
+    return AsyncLLMEngine(LLMEngine(TransformerRunner(loaded.model), loaded.tokenizer, config))
