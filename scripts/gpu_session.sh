@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One run on a lent GPU machine (the `device` tool): the CUDA tests, then the GPU figures the issues ask for,
+# each stage logged under $OUT and bounded by its own timeout so that one stuck stage cannot eat the run.
+#   run(command="bash scripts/gpu_session.sh", carry=[".whl"], timeout_s=590)
+# Stages: STAGES="tests ops train generate" (default all). The machine has CuPy, torch and transformers but
+# no fastapi/uvicorn/gguf: put their wheels in .whl/ (see docs/cuda.md) for the serving and GGUF stages.
+set -u
+OUT=${OUT:-/tmp/zt_gpu}
+mkdir -p "$OUT"
+STAGES=${STAGES:-"tests ops train generate"}
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/library:$PWD${PYTHONPATH:+:$PYTHONPATH}
+zt() { python3 -m zigtensor_cli "$@"; }
+stage() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)" >> "$OUT/gpu.txt" 2>&1
+
+if stage tests; then  # the kernels' own tests, then every [cuda] case of the op/layer/optimizer suite
+    timeout 200 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda_*.py tests/test_kernel_loader.py \
+        > "$OUT/pytest_kernels.log" 2>&1
+    timeout 200 python3 -m pytest -q -p no:cacheprovider -m cuda -x tests/ > "$OUT/pytest_suite_cuda.log" 2>&1
+fi
+if stage ops; then
+    timeout 150 zt bench ops --json "$OUT/bench_ops.jsonl" > "$OUT/bench_ops.txt" 2>&1
+fi
+if stage train; then  # the recipes issue 5 names, on the GPU, shortened; accuracy/loss lines are in metrics
+    timeout 120 zt train recipes/fashion_cnn.toml --device cuda --out "$OUT/run_cnn" > "$OUT/train_cnn.txt" 2>&1
+fi
+if stage generate; then
+    timeout 120 zt bench generate --model "${MODEL:-smollm2}" --device cuda > "$OUT/bench_generate.txt" 2>&1
+fi
+tail -n 3 "$OUT"/*.log "$OUT"/*.txt
