@@ -365,12 +365,3 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(recipes, tmp_path):
 
 def test_git_commit_outside_a_repository_is_none(tmp_path):
     assert git_commit(tmp_path) is None
-
-
-def test_unsupported_dtype_is_a_recipe_error(recipes, tmp_path, monkeypatch):
-    r = invoke("train", recipes["image"], "--set", "train.dtype=bfloat16", "--dry-run", cwd=tmp_path,
-               monkeypatch=monkeypatch)
-    assert r.exit_code == 1
-    assert str(r.exception) == ("train.dtype: 'bfloat16' is not supported yet (mixed precision arrives with "
-                                "the CUDA backend); expected 'float32'")
-

@@ -46,6 +46,7 @@ from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
 from . import io  # noqa: E402
 from . import data  # noqa: E402
 from . import cuda  # noqa: E402  (imports CuPy only when asked for a device)
+from . import amp  # noqa: E402  (mixed precision: autocast, GradScaler)
 from .io import load_file, save_file  # noqa: E402
 
 # PyTorch's aliases

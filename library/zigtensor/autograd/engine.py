@@ -81,7 +81,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 t.grad = g.clone().detach() if shared else g.detach()
                 holders[r] = holders.get(r, 0) + 1
 
-    with set_grad_enabled(create_graph):
+    from ..amp.autocast_mode import autocast_suspended  # NOTE: here, not at the top: amp imports Tensor
+
+    # a backward op runs in the dtypes of its forward op, never autocast (backward inside an autocast region)
+    with set_grad_enabled(create_graph), autocast_suspended():
         for t, g in zip(outputs, grad_outputs):
             deliver(t, g)
         for node in _topo_order([t.grad_fn for t in outputs]):

@@ -24,6 +24,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, bool_
@@ -477,6 +478,7 @@ def _fmt(v: tuple) -> str:
 
 # ------------------------------------------------------------------------------------------ convolution
 def _conv(op: str, nd: int, x, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    x, weight, bias = autocast_inputs(op, x, weight, bias)
     unbatched = _check_input(op, x, nd)
     _check_tensor(op, "weight", weight)
     if weight.ndim != nd + 2:

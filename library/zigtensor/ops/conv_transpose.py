@@ -11,6 +11,7 @@ gradient, and the matching weight product) come from autograd through matmul and
 
 from __future__ import annotations
 
+from ..amp.autocast_mode import autocast_inputs
 from .common import Tensor
 from .conv import Fold, Geometry, _check_input, _check_tensor, _ints, _is_int
 
@@ -22,6 +23,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     H_out = (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1 (and likewise W_out).
     """
     op = "conv_transpose2d"
+    input, weight, bias = autocast_inputs(op, input, weight, bias)
     unbatched = _check_input(op, input, 2)
     _check_tensor(op, "weight", weight)
     if weight.ndim != 4:

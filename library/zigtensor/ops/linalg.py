@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from .common import Tensor, broadcast_shapes, unbroadcast
 
@@ -28,6 +29,7 @@ class Matmul(Function):
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    a, b = autocast_inputs("matmul", a, b)
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul: expected two Tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.ndim == 0 or b.ndim == 0:

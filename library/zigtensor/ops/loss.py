@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, int64, uint8
@@ -180,6 +181,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
 
     Targets equal to ignore_index contribute nothing; 'mean' divides by the summed weights of the rest.
     """
+    input, weight = autocast_inputs("nll_loss", input, weight)
     return _nll_entry("nll_loss", input, target, weight, ignore_index, reduction, 0.0, log_probs=True)
 
 
@@ -208,6 +210,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     target: int64 class indices of shape (N,) / (N, d1, ...) / () for unbatched, or float class probabilities
     of the input's shape. label_smoothing mixes in the uniform distribution over the C classes.
     """
+    input, target, weight = autocast_inputs("cross_entropy", input, target, weight)
     op = "cross_entropy"
     _check_reduction(op, reduction)
     _check_float_input(op, input)
@@ -307,6 +310,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
                          reduction: str = "mean") -> Tensor:
     """-w * (t * log(x) + (1 - t) * log(1 - x)) on probabilities x in [0, 1], each log clamped at -100."""
     op = "binary_cross_entropy"
+    input, target, weight = autocast_inputs(op, input, target, weight)
     _check_reduction(op, reduction)
     _check_float_input(op, input)
     _check_tensor(op, "target", target)
@@ -343,6 +347,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     pos_weight (broadcast along the last dims, e.g. one per class) weights the positive term.
     """
     op = "binary_cross_entropy_with_logits"
+    input, target, weight, pos_weight = autocast_inputs(op, input, target, weight, pos_weight)
     _check_reduction(op, reduction)
     _check_float_input(op, input)
     _check_tensor(op, "target", target)
@@ -365,6 +370,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
 # --------------------------------------------------------------------------------------------- regression
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """(input - target)^2."""
+    input, target = autocast_inputs("mse_loss", input, target)
     _check_reduction("mse_loss", reduction)
     _pair("mse_loss", input, target)
     d = input - target
@@ -373,6 +379,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """|input - target|."""
+    input, target = autocast_inputs("l1_loss", input, target)
     _check_reduction("l1_loss", reduction)
     _pair("l1_loss", input, target)
     return _reduce(abs(input - target), reduction)
@@ -381,6 +388,7 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5 * d^2 / beta where |d| < beta, else |d| - 0.5 * beta (d = input - target); beta = 0 is l1_loss."""
     op = "smooth_l1_loss"
+    input, target = autocast_inputs(op, input, target)
     _check_reduction(op, reduction)
     _pair(op, input, target)
     if beta < 0:
@@ -395,6 +403,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """0.5 * d^2 where |d| < delta, else delta * (|d| - 0.5 * delta) (d = input - target)."""
     op = "huber_loss"
+    input, target = autocast_inputs(op, input, target)
     _check_reduction(op, reduction)
     _pair(op, input, target)
     if not delta > 0:
@@ -412,6 +421,7 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     count, as PyTorch's 'mean' does.
     """
     op = "kl_div"
+    input, target = autocast_inputs(op, input, target)
     _check_reduction(op, reduction, _REDUCTIONS + ("batchmean",))
     _pair(op, input, target, warn=False)
     if log_target:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, INT, bfloat16, bool_, float16, float32
@@ -81,6 +82,7 @@ class LogSoftmax(Function):
 def _softmax_input(op, x: Tensor, dim, dtype):
     if dim is None:
         raise TypeError(f"{op}: dim is required (implicit dim selection is deprecated in PyTorch)")
+    [x] = autocast_inputs(op, x) if dtype is None else (x,)  # an explicit dtype wins, as in PyTorch
     if dtype is not None:
         x = x.to(dtype)
     x = to_float(x)
@@ -133,6 +135,7 @@ class Linear(Function):
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias."""
+    x, weight, bias = autocast_inputs("linear", x, weight, bias)
     if x.shape[-1:] != weight.shape[-1:]:
         raise RuntimeError(f"linear: input's last dim {x.shape} does not match weight {weight.shape} "
                            f"(expected input (*, {weight.shape[-1]}))")
@@ -226,6 +229,7 @@ class LayerNorm(Function):
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias over the trailing normalized_shape dims."""
+    x, weight, bias = autocast_inputs("layer_norm", x, weight, bias)
     shape, axes = _norm_axes("layer_norm", x, normalized_shape)
     _check_affine("layer_norm", "weight", weight, shape)
     _check_affine("layer_norm", "bias", bias, shape)
@@ -241,6 +245,7 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
 
 def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) * weight; eps defaults to the dtype's machine epsilon, as in PyTorch."""
+    x, weight = autocast_inputs("rms_norm", x, weight)
     shape, axes = _norm_axes("rms_norm", x, normalized_shape)
     _check_affine("rms_norm", "weight", weight, shape)
     if eps is None:
@@ -327,6 +332,7 @@ def batch_norm(x: Tensor, running_mean=None, running_var=None, weight=None, bias
 def group_norm(x: Tensor, num_groups: int, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     """Split the channels (dim 1) into num_groups groups; normalize each group of each sample over its
     channels and positions: (x - mean) / sqrt(var + eps), then a per-channel weight and bias."""
+    x, weight, bias = autocast_inputs("group_norm", x, weight, bias)
     if x.ndim < 2:
         raise RuntimeError(f"group_norm: expected input with at least 2 dims (N, C, ...), "
                            f"got shape {x.shape}")
@@ -400,6 +406,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     attn_mask: bool (True = may attend) or float (added to the scores), broadcast to (..., L, S).
     enable_gqa: key/value heads (dim -3) repeat to match the query heads (grouped-query attention).
     """
+    query, key, value, attn_mask = autocast_inputs("scaled_dot_product_attention", query, key, value, attn_mask)
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
         raise RuntimeError("scaled_dot_product_attention: expected (..., L, E) tensors, got query "
                            f"{query.shape}, key {key.shape}, value {value.shape}")

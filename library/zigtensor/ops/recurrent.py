@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from .common import Tensor
@@ -447,6 +448,7 @@ def lstm_recurrence(xproj: Tensor, h0: Tensor | None, c0: Tensor | None, w_hh: T
 
     xproj = x @ W_ih^T + b_ih + b_hh for every step; gates in the order i, f, g, o.
     """
+    xproj, h0, c0, w_hh = autocast_inputs("lstm", xproj, h0, c0, w_hh)
     _check("lstm", xproj, h0, w_hh, 4)
     if c0 is not None:
         _check("lstm", xproj, c0, w_hh, 4)
@@ -461,6 +463,7 @@ def gru_recurrence(xproj: Tensor, h0: Tensor | None, w_hh: Tensor, b_hh: Tensor 
 
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); gates in the order r, z, n.
     """
+    xproj, h0, w_hh, b_hh = autocast_inputs("gru", xproj, h0, w_hh, b_hh)
     _check("gru", xproj, h0, w_hh, 3)
     out = GRURecurrence.apply(xproj, h0, w_hh, b_hh, bool(reverse))
     return out, out[0 if reverse else xproj.shape[0] - 1]
@@ -469,6 +472,7 @@ def gru_recurrence(xproj: Tensor, h0: Tensor | None, w_hh: Tensor, b_hh: Tensor 
 def rnn_recurrence(xproj: Tensor, h0: Tensor | None, w_hh: Tensor, nonlinearity: str = "tanh",
                    reverse: bool = False):
     """Run an Elman RNN over precomputed input projections (x @ W_ih^T + b_ih + b_hh): (output, h_n)."""
+    xproj, h0, w_hh = autocast_inputs("rnn", xproj, h0, w_hh)
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"rnn: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
     _check("rnn", xproj, h0, w_hh, 1)

@@ -7,6 +7,7 @@ import builtins
 import math
 from collections import namedtuple
 
+from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..dtypes import FLOAT, bfloat16, float16, float32, float64, int64
 from .common import Tensor, normalize_dim, normalize_dims, to_float
@@ -160,6 +161,7 @@ def _check_nonempty(op: str, x: Tensor, axes: tuple) -> None:
 
 # --------------------------------------------------------------------------------------------- public
 def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    [x] = autocast_inputs("sum", x) if dtype is None else (x,)  # an explicit dtype wins, as in PyTorch
     axes = normalize_dims(dim, x.ndim, "sum")
     np_dtype = None
     if dtype is not None:
@@ -183,6 +185,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
 
 
 def prod(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    [x] = autocast_inputs("prod", x)
     if dim is None:
         return Prod.apply(x if x.dtype.category == FLOAT else x.long(), None, keepdim)
     axis = normalize_dim(dim, x.ndim, "prod") if x.ndim else None  # a 0-d tensor has only "all" to reduce
@@ -268,6 +271,7 @@ def std(x: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction
 
 
 def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
+    [x] = autocast_inputs("logsumexp", x)
     x = to_float(x)
     axes = normalize_dims(dim, x.ndim, "logsumexp")
     m = amax(x.detach(), axes, keepdim=True) if x.numel() else x.new_zeros(())
@@ -279,12 +283,14 @@ def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
 
 
 def cumsum(x: Tensor, dim: int) -> Tensor:
+    [x] = autocast_inputs("cumsum", x)
     if x.dtype.category != FLOAT:
         x = x.long()
     return Cumsum.apply(x, normalize_dim(dim, x.ndim, "cumsum"))
 
 
 def cumprod(x: Tensor, dim: int) -> Tensor:
+    [x] = autocast_inputs("cumprod", x)
     if x.dtype.category != FLOAT:
         x = x.long()
     return Cumprod.apply(x, normalize_dim(dim, x.ndim, "cumprod"))

@@ -11,7 +11,8 @@
               scheduler the LRScheduler's state_dict
               rng       {device: the framework generator's state}
               data      {loader name: its state_dict}
-              trainer   the loop's own counters (elapsed time, log window, best val loss, ...)
+              trainer   the loop's own counters (elapsed time, log window, best val loss, ...) and,
+                        for train.dtype float16, the GradScaler's state_dict (grad_scaler)
               + extra keys given by the trainer (tokenizer, normalize)
 
 Files are written atomically (temporary file, fsync, rename), so a crash leaves the previous checkpoint

@@ -303,7 +303,7 @@ class TrainConfig:
     keep_checkpoints: NonNegativeInt = 3  # the most recent checkpoints kept on disk; 0: all of them
     grad_clip: NonNegativeFloat = 1.0  # largest global gradient norm; 0: no clipping
     device: Literal["cpu", "cuda"] = "cpu"  # where the model and the batches live
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # floating dtype of the parameters
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype (zt.amp); weights stay float32
 
 
 @dataclass(kw_only=True)

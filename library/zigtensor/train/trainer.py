@@ -21,6 +21,11 @@ checkpoint's step: on CPU the continued run is bit-identical to an uninterrupted
 Ctrl-C (SIGINT) finishes the current step, saves a checkpoint and returns a result with interrupted=True;
 a second Ctrl-C stops at once. A non-finite loss or gradient norm raises TrainingError before the weights
 are updated, leaving the checkpoints already written as they are.
+
+Mixed precision (train.dtype "bfloat16" or "float16"): the parameters and the optimizer stay float32; the
+forward passes (training, evaluation, sampling) run under zt.amp.autocast in that dtype. float16 adds a
+GradScaler: a step whose gradients overflowed is skipped (it still counts as a step and takes its batch),
+the log line counts the skipped steps, and the scaler's state goes into the checkpoints.
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import optim
+from .. import amp, optim
 from ..autograd.grad_mode import no_grad
 from ..creation import tensor
-from ..dtypes import int64
+from ..dtypes import as_dtype, int64
 from ..io.atomic import atomic_write
 from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_, get_total_norm
@@ -92,11 +97,23 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- building
-def check_supported(recipe: R.Recipe) -> None:
-    """Recipe values that validate but that this version cannot run yet."""
-    if recipe.train.dtype != "float32":
-        raise R.RecipeError(f"train.dtype: {recipe.train.dtype!r} is not supported yet (mixed precision "
-                            "arrives with the CUDA backend); expected 'float32'")
+def make_autocast(recipe: R.Recipe):
+    """The context the recipe's forward passes run in: autocast to train.dtype, or nothing for float32."""
+    t = recipe.train
+    if t.dtype == "float32":
+        return contextlib.nullcontext()
+    return amp.autocast(str(t.device).partition(":")[0], dtype=as_dtype(t.dtype))
+
+
+def make_grad_scaler(recipe: R.Recipe) -> amp.GradScaler | None:
+    """A GradScaler with PyTorch's defaults for float16 (whose gradients underflow without one); None else
+    (bfloat16 has float32's range)."""
+    return amp.GradScaler() if recipe.train.dtype == "float16" else None
+
+
+# a float16 step is skipped while the scaler finds overflowed gradients and halves its scale; once the scale
+# is below this, the gradients overflow unscaled: the run has diverged
+_MIN_LOSS_SCALE = 1.0
 
 
 def make_optimizer(cfg, params) -> optim.Optimizer:
@@ -130,7 +147,6 @@ def make_schedule(recipe: R.Recipe):
 def build_recipe_model(recipe: R.Recipe, info: DataInfo | None = None):
     """(model, info): the recipe's model on its device, initialized from train.seed (info: the data's, or
     described from the recipe without loading images)."""
-    check_supported(recipe)
     info = info if info is not None else describe_data(recipe)
     manual_seed(recipe.train.seed)
     return build_model(recipe.model, info).to(device=recipe.train.device), info
@@ -161,6 +177,10 @@ def format_eval(results: dict) -> str:
     return " | ".join(parts)
 
 
+def _fmt_norm(norm: float | None) -> str:
+    return "-" if norm is None else f"{norm:.3f}"  # None: every float16 step of the window was skipped
+
+
 def _fmt_rate(n: float) -> str:
     return f"{n / 1e3:.1f}k" if n >= 1e4 else f"{n:.0f}"
 
@@ -180,7 +200,6 @@ class Trainer:
 
     def __init__(self, recipe: R.Recipe, out, resume=None, echo: Callable[[str], None] | None = None,
                  progress: bool | None = None):
-        check_supported(recipe)
         self.recipe, self.out, self.resume = recipe, Path(out), resume
         self.echo = echo or tqdm.write
         self.progress = progress
@@ -196,7 +215,7 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------- setup
     def _empty_window(self) -> dict:
-        return {"steps": 0, "loss": 0.0, "correct": 0, "examples": 0, "grad_norm": 0.0}
+        return {"steps": 0, "loss": 0.0, "correct": 0, "examples": 0, "grad_norm": 0.0, "skipped": 0}
 
     def _existing_run(self) -> str | None:
         """What in out shows an earlier run, or None."""
@@ -255,11 +274,16 @@ class Trainer:
         state = ckpt.trainer
         try:
             self.elapsed = float(state["elapsed"])
-            self.window = {k: type(v)(state["window"][k]) for k, v in self._empty_window().items()}
+            self.window = {k: type(v)(state["window"].get(k, v)) for k, v in self._empty_window().items()}
             self.best_val_loss = state.get("best_val_loss")
             self.last_eval = state.get("last_eval", {})
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{ckpt.path}: metadata 'trainer' is incomplete ({e})") from None
+        if self.scaler is not None and "grad_scaler" in state:  # absent: a run that was not float16 before
+            try:
+                self.scaler.load_state_dict(state["grad_scaler"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{ckpt.path}: cannot restore the float16 GradScaler ({e})") from None
         self.step = ckpt.step
         self.last_checkpoint = ckpt.path
         self.lineage["resumed_at_steps"] = [*ckpt.lineage.get("resumed_at_steps", []), ckpt.step]
@@ -285,6 +309,7 @@ class Trainer:
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(r.optim, self.params)
         self.scheduler = lr_scheduler.LRScheduler(self.optimizer, make_schedule(r))
+        self.scaler = make_grad_scaler(r)
         self.lineage = run_lineage(r.train.device, r.train.seed)
         self.out.mkdir(parents=True, exist_ok=True)
         if ckpt is not None:
@@ -297,8 +322,9 @@ class Trainer:
         self.ckpt_dir.mkdir(exist_ok=True)
         atomic_write(self.out / "recipe.toml", lambda f: f.write(self.recipe_toml.encode("utf-8")))
         n = count_parameters(self.model)
+        precision = "" if r.train.dtype == "float32" else f" in {r.train.dtype} (mixed precision)"
         self.echo(f"{self.out}: {r.model.name} ({n:,} parameters) on {r.data.name}, {r.optim.name}, "
-                  f"{r.train.steps} steps of {r.train.batch_size} on {r.train.device}")
+                  f"{r.train.steps} steps of {r.train.batch_size} on {r.train.device}{precision}")
 
     # --------------------------------------------------------------------------------------- one step
     def _loss(self, logits, y):
@@ -314,30 +340,44 @@ class Trainer:
         return TrainingError(f"step {self.step + 1}: the {what} is {value} (lr {lr:g}); stopped before "
                              f"updating the weights; {kept} (try a lower optim.lr or train.grad_clip)")
 
-    def train_step(self, x, y) -> tuple[float, int, float]:
-        """One optimizer step on a batch: (loss, correct predictions (classifiers), gradient norm)."""
+    def train_step(self, x, y) -> tuple[float, int, float | None]:
+        """One optimizer step on a batch: (loss, correct predictions (classifiers), gradient norm); the norm
+        is None for a float16 step that the GradScaler skipped (its gradients overflowed)."""
         # NOTE: the loss and the gradient norm are checked for inf/nan below, with a message that names the
         # step; NumPy's overflow warnings on the way there would only add noise
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return self._train_step(x, y)
 
-    def _train_step(self, x, y) -> tuple[float, int, float]:
-        logits = self.model(self.data.inputs(x))
-        loss = self._loss(logits, y)
+    def _train_step(self, x, y) -> tuple[float, int, float | None]:
+        with make_autocast(self.recipe):
+            logits = self.model(self.data.inputs(x))
+            loss = self._loss(logits, y)
+        # NOTE: the loss is computed before any scaling (in float32 under autocast), so a non-finite one is
+        # a divergence in every dtype; what the float16 scaler absorbs are overflowed gradients, below
         loss_value = float(loss.item())
         if not math.isfinite(loss_value):
             raise self._diverged("loss", loss_value)
         self.optimizer.zero_grad()
-        loss.backward()
+        scaler = self.scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scale = scaler.get_scale()
+            scaler.unscale_(self.optimizer)  # true gradients for clipping and the norm
         clip = self.recipe.train.grad_clip
         if clip > 0:
             norm = float(clip_grad_norm_(self.params, clip).item())
         else:
             norm = float(get_total_norm([p.grad for p in self.params if p.grad is not None]).item())
-        if not math.isfinite(norm):
+        if not math.isfinite(norm) and (scaler is None or scale < _MIN_LOSS_SCALE):
             raise self._diverged("gradient norm", norm)
         self.step_lr = self.scheduler.get_last_lr()[0]  # the rate of this step, which the log line shows
-        self.optimizer.step()
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            scaler.update()
+            if scaler.get_scale() < scale:  # the scale backs off exactly when the step was skipped
+                norm = None
         self.scheduler.step()
         correct = 0
         if self.info.kind == "image":
@@ -353,9 +393,11 @@ class Trainer:
         total, correct, n = 0.0, 0, 0
         try:
             for x, y in self.data.eval_batches(split, limit):
-                logits = self.model(self.data.inputs(x))
+                with make_autocast(self.recipe):
+                    logits = self.model(self.data.inputs(x))
+                    loss = self._loss(logits, y)
                 count = y.numel()
-                total += float(self._loss(logits, y).item()) * count
+                total += float(loss.item()) * count
                 if self.info.kind == "image":
                     correct += int((logits.numpy().argmax(-1) == y.numpy()).sum())
                 n += count
@@ -387,7 +429,8 @@ class Trainer:
         return {"step": self.step, "elapsed": self._time(), "window": dict(self.window),
                 "best_val_loss": self.best_val_loss, "last_eval": self.last_eval,
                 "epoch": getattr(self.data.train, "epoch", None),
-                "examples_seen": self.step * self.recipe.train.batch_size}
+                "examples_seen": self.step * self.recipe.train.batch_size,
+                **({} if self.scaler is None else {"grad_scaler": self.scaler.state_dict()})}
 
     def _extra(self) -> dict:
         extra = {"data_info": {k: list(v) if isinstance(v, tuple) else v
@@ -419,8 +462,9 @@ class Trainer:
             return None
         tok = self.data.tokenizer
         idx = tensor(tok.encode(s.prompt)[None, :], dtype=int64, device=self.recipe.train.device)
-        out = generate(self.model, idx, s.tokens, temperature=s.temperature, top_k=s.top_k or None,
-                       seed=self.recipe.train.seed)
+        with make_autocast(self.recipe):
+            out = generate(self.model, idx, s.tokens, temperature=s.temperature, top_k=s.top_k or None,
+                           seed=self.recipe.train.seed)
         text = tok.decode(out.numpy()[0])
         atomic_write(self.out / "sample.txt", lambda f: f.write(text.encode("utf-8")))
         return text
@@ -465,7 +509,11 @@ class Trainer:
                   "lr": self.step_lr, "time": round(self._time(), 3)}
         if self.info.kind == "image":
             record["accuracy"] = w["correct"] / w["examples"]
-        record["grad_norm"] = w["grad_norm"] / w["steps"]
+        stepped = w["steps"] - w["skipped"]  # a skipped float16 step has no gradient norm
+        record["grad_norm"] = w["grad_norm"] / stepped if stepped else None
+        if self.scaler is not None:
+            record["skipped_steps"] = w["skipped"]
+            record["loss_scale"] = self.scaler.get_scale()
         record[f"{self.data.unit}_per_s"] = round(rate, 1)
         self.metrics.write(record)
         self.window = self._empty_window()
@@ -474,8 +522,10 @@ class Trainer:
         self._bar.set_postfix_str(f"loss {record['loss']:.4f} lr {record['lr']:.2e} {speed}")
         if self._bar.disable:
             acc = f" | acc {record['accuracy']:.4f}" if "accuracy" in record else ""
+            skipped = f" | {record['skipped_steps']} skipped" if record.get("skipped_steps") else ""
             self.echo(f"step {self.step:>6}/{t.steps} | loss {record['loss']:.4f}{acc} | "
-                      f"lr {record['lr']:.2e} | norm {record['grad_norm']:.3f} | {ms:.1f} ms/step | {speed}")
+                      f"lr {record['lr']:.2e} | norm {_fmt_norm(record['grad_norm'])}{skipped} | {ms:.1f} ms/step | "
+                      f"{speed}")
         return now, self.step
 
     def _loop(self) -> bool:
@@ -492,7 +542,11 @@ class Trainer:
             loss, correct, norm = self.train_step(x, y)
             self.step += 1
             w = self.window
-            w["steps"], w["loss"], w["grad_norm"] = w["steps"] + 1, w["loss"] + loss, w["grad_norm"] + norm
+            w["steps"], w["loss"] = w["steps"] + 1, w["loss"] + loss
+            if norm is None:  # a float16 step that the GradScaler skipped
+                w["skipped"] += 1
+            else:
+                w["grad_norm"] += norm
             w["correct"], w["examples"] = w["correct"] + correct, w["examples"] + int(y.shape[0])
             self._bar.update(1)
             last = self.step == t.steps
