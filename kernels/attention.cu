@@ -48,15 +48,8 @@
 //
 // zt-variants: | ATTN_T=__half | ATTN_T=__nv_bfloat16 | HEAD_DIM=128 | ATTN_T=__nv_bfloat16,HEAD_DIM=128 | ATTN_T=double,ATTN_CT=double | ATTN_T=double,ATTN_CT=double,HEAD_DIM=128 | ATTN_MASK_T=bool | ATTN_T=__half,ATTN_MASK_T=__half,HEAD_DIM=80 | HEAD_DIM=32 | HEAD_DIM=1
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef ATTN_T
 #define ATTN_T float
 #endif
@@ -88,34 +81,18 @@ constexpr int kD = HEAD_DIM;
 constexpr int kThreads = 128;
 static_assert(HEAD_DIM >= 1 && HEAD_DIM <= 128, "attention.cu takes head dims 1 .. 128");
 
-__device__ __forceinline__ float widen(float v) { return v; }
-__device__ __forceinline__ double widen(double v) { return v; }
-__device__ __forceinline__ float widen(__half v) { return __half2float(v); }
-__device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store(float* p, ct v) { *p = (float)v; }
-__device__ __forceinline__ void store(double* p, ct v) { *p = (double)v; }
-__device__ __forceinline__ void store(__half* p, ct v) { *p = __float2half_rn((float)v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, ct v) { *p = __float2bfloat16_rn((float)v); }
-__device__ __forceinline__ float zt_exp2(float v) { return exp2f(v); }
-__device__ __forceinline__ double zt_exp2(double v) { return exp2(v); }
-__device__ __forceinline__ float zt_log2(float v) { return log2f(v); }
-__device__ __forceinline__ double zt_log2(double v) { return log2(v); }
-
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
-#define ZT_NEG_INF (-__int_as_float(0x7f800000))
-
-__device__ __forceinline__ ct neg_inf() { return (ct)ZT_NEG_INF; }
 
 // The mask applied to a base-2 score: bool keeps or removes, a number is added (in base 2).
-__device__ __forceinline__ ct apply_mask(ct s, bool keep) { return keep ? s : neg_inf(); }
+__device__ __forceinline__ ct apply_mask(ct s, bool keep) { return keep ? s : neg_inf<ct>(); }
 template <typename M>
 __device__ __forceinline__ ct apply_mask(ct s, M add) { return s + (ct)widen(add) * (ct)kLog2e; }
 
 // The base-2 score of query i and key j from their dot product, -inf where j may not be seen. i < Sq.
 __device__ __forceinline__ ct score(ct dot, const ZtAttnParams& p, const ATTN_MASK_T* mask, int b, int h, int i,
                                     int j) {
-    if (j >= p.sk || (p.causal && j > i + p.causal_offset)) return neg_inf();
+    if (j >= p.sk || (p.causal && j > i + p.causal_offset)) return neg_inf<ct>();
     ct s = dot * (ct)p.scale * (ct)kLog2e;
     if (mask != nullptr) s = apply_mask(s, mask[b * p.m_sb + h * p.m_sh + i * p.m_sq + j * p.m_sk]);
     return s;
@@ -123,18 +100,7 @@ __device__ __forceinline__ ct score(ct dot, const ZtAttnParams& p, const ATTN_MA
 
 // lse (natural log, from the forward) as the base-2 shift of the backward's exp2: +inf for a query that saw no
 // key, so that its probabilities come out 0 (not nan).
-__device__ __forceinline__ ct lse_shift(ct lse) { return lse == neg_inf() ? -neg_inf() : lse * (ct)kLog2e; }
-
-__device__ __forceinline__ ct warp_max(ct v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ ct warp_sum(ct v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+__device__ __forceinline__ ct lse_shift(ct lse) { return lse == neg_inf<ct>() ? -neg_inf<ct>() : lse * (ct)kLog2e; }
 
 // Keys a block of queries [m0, m0 + rows) can see at all: min(Sk, last visible key + 1) under a causal mask.
 __device__ __forceinline__ int visible_keys(const ZtAttnParams& p, int m0, int rows) {
@@ -171,7 +137,7 @@ attn_fwd_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRIDED
     ct m[kFwdRows], l[kFwdRows], o[kFwdRows][kDPer];
 #pragma unroll
     for (int r = 0; r < kFwdRows; ++r) {
-        m[r] = neg_inf();
+        m[r] = neg_inf<ct>();
         l[r] = 0;
 #pragma unroll
         for (int x = 0; x < kDPer; ++x) o[r][x] = 0;
@@ -200,9 +166,9 @@ attn_fwd_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRIDED
 #pragma unroll
         for (int r = 0; r < kFwdRows; ++r) {
             const int i = m0 + warp * kFwdRows + r;
-            const ct sc = (lane < kFwdKT && i < p.sq) ? score(s[r], p, mask, b, h, i, n0 + lane) : neg_inf();
+            const ct sc = (lane < kFwdKT && i < p.sq) ? score(s[r], p, mask, b, h, i, n0 + lane) : neg_inf<ct>();
             const ct m_new = max(m[r], warp_max(sc));
-            const ct m_ref = m_new == neg_inf() ? (ct)0 : m_new;  // NOTE: a row with nothing visible yet
+            const ct m_ref = m_new == neg_inf<ct>() ? (ct)0 : m_new;  // NOTE: a row with nothing visible yet
             const ct pr = zt_exp2(sc - m_ref);
             const ct alpha = zt_exp2(m[r] - m_ref);
             l[r] = l[r] * alpha + warp_sum(pr);
@@ -232,11 +198,11 @@ attn_fwd_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRIDED
 #pragma unroll
         for (int x = 0; x < kDPer; ++x) {
             const int d = lane + 32 * x;
-            if (d < kD) store(orow + d, o[r][x] * inv);
+            if (d < kD) store_as<ct>(o[r][x] * inv, orow[d]);
         }
         if (lane == 0) {
             lse[((long long)b * p.hq + h) * p.sq + i] =
-                l[r] > 0 ? (m[r] + zt_log2(l[r])) * (ct)kLn2 : neg_inf();
+                l[r] > 0 ? (m[r] + zt_log2(l[r])) * (ct)kLn2 : neg_inf<ct>();
         }
     }
 }
@@ -308,7 +274,7 @@ attn_bwd_dkdv_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_ST
             }
             if (threadIdx.x < kBwdQT) {
                 const int i = i0 + threadIdx.x;
-                s_lse[threadIdx.x] = i < p.sq ? lse_shift(lse_h[i]) : -neg_inf();
+                s_lse[threadIdx.x] = i < p.sq ? lse_shift(lse_h[i]) : -neg_inf<ct>();
                 s_delta[threadIdx.x] = i < p.sq ? (ct)delta_h[i] : (ct)0;
             }
             __syncthreads();
@@ -334,7 +300,7 @@ attn_bwd_dkdv_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_ST
                     s += s_ps[(w * kBwdQT + r) * 32 + lane];
                     dp += s_pd[(w * kBwdQT + r) * 32 + lane];
                 }
-                const ct sc = i < p.sq ? score(s, p, mask, b, h, i, j) : neg_inf();
+                const ct sc = i < p.sq ? score(s, p, mask, b, h, i, j) : neg_inf<ct>();
                 const ct pr = zt_exp2(sc - s_lse[r]);
                 const ct ds = pr * (dp - s_delta[r]);
 #pragma unroll
@@ -354,8 +320,8 @@ attn_bwd_dkdv_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_ST
         for (int x = 0; x < kSlice; ++x) {
             const int d = d0 + x;
             if (d < kD) {
-                store(dk + row * kD + d, acc_k[x] * (ct)p.scale);
-                store(dv + row * kD + d, acc_v[x]);
+                store_as<ct>(acc_k[x] * (ct)p.scale, dk[row * kD + d]);
+                store_as<ct>(acc_v[x], dv[row * kD + d]);
             }
         }
     }
@@ -387,7 +353,7 @@ attn_bwd_dq_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRI
         s_do[r * (kD + 1) + d] = ok ? (ct)widen(db[(long long)(m0 + r) * p.do_ss + d]) : (ct)0;
     }
     const long long row = ((long long)b * p.hq + h) * p.sq + i;
-    const ct my_lse = i < p.sq ? lse_shift(lse[row]) : -neg_inf();
+    const ct my_lse = i < p.sq ? lse_shift(lse[row]) : -neg_inf<ct>();
     const ct my_delta = i < p.sq ? (ct)delta[row] : (ct)0;
     ct acc[kSlice];
 #pragma unroll
@@ -426,7 +392,7 @@ attn_bwd_dq_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRI
                 s += s_ps[(w * kBwdKT + c) * 32 + lane];
                 dp += s_pd[(w * kBwdKT + c) * 32 + lane];
             }
-            const ct sc = i < p.sq ? score(s, p, mask, b, h, i, j0 + c) : neg_inf();
+            const ct sc = i < p.sq ? score(s, p, mask, b, h, i, j0 + c) : neg_inf<ct>();
             const ct ds = zt_exp2(sc - my_lse) * (dp - my_delta);
 #pragma unroll
             for (int x = 0; x < kSlice; ++x) {
@@ -439,7 +405,7 @@ attn_bwd_dq_simt(ZT_STRIDED const ATTN_T* q, ZT_STRIDED const ATTN_T* k, ZT_STRI
 #pragma unroll
         for (int x = 0; x < kSlice; ++x) {
             const int d = d0 + x;
-            if (d < kD) store(dq + row * kD + d, acc[x] * (ct)p.scale);
+            if (d < kD) store_as<ct>(acc[x] * (ct)p.scale, dq[row * kD + d]);
         }
     }
 }

@@ -27,12 +27,8 @@
 //
 // zt-variants: | ZT_CONV_T=__half | ZT_CONV_T=__nv_bfloat16 | ZT_CONV_T=double
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
 #ifndef ZT_CONV_T
 #define ZT_CONV_T float
 #endif
@@ -48,20 +44,10 @@ struct ZtConvGeometry {
     int oh, ow;
 };
 
-__device__ __forceinline__ float conv_widen(__half v) { return __half2float(v); }
-__device__ __forceinline__ float conv_widen(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float conv_widen(float v) { return v; }
-__device__ __forceinline__ double conv_widen(double v) { return v; }
-__device__ __forceinline__ void conv_store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void conv_store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void conv_store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void conv_store(double* p, double v) { *p = v; }
-
 extern "C" __global__ void im2col(ZT_STRIDED const ZT_CONV_T* x, ZT_CONV_T* col, ZtConvGeometry g) {
     const long long L = (long long)g.oh * g.ow;
     const long long total = (long long)g.n * g.c * g.kh * g.kw * L;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * blockDim.x) {
+    for (long long idx = thread_index(); idx < total; idx += grid_stride()) {
         // idx = ((n * C + c) * KH * KW + i * KW + j) * L + oh * OW + ow
         const int ow = (int)(idx % g.ow);
         long long rest = idx / g.ow;
@@ -86,8 +72,7 @@ extern "C" __global__ void im2col(ZT_STRIDED const ZT_CONV_T* x, ZT_CONV_T* col,
 
 extern "C" __global__ void col2im(ZT_STRIDED const ZT_CONV_T* col, ZT_CONV_T* x, ZtConvGeometry g) {
     const long long total = (long long)g.n * g.c * g.h * g.w;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * blockDim.x) {
+    for (long long idx = thread_index(); idx < total; idx += grid_stride()) {
         // idx = ((n * C + c) * H + h) * W + w
         const int w = (int)(idx % g.w);
         long long rest = idx / g.w;
@@ -95,7 +80,7 @@ extern "C" __global__ void col2im(ZT_STRIDED const ZT_CONV_T* col, ZT_CONV_T* x,
         rest /= g.h;  // rest = n * C + c
         const int c = (int)(rest % g.c), n = (int)(rest / g.c);
         const ZT_CONV_T* base = col + n * g.col_sn + (long long)c * g.kh * g.kw * g.col_srow;
-        decltype(conv_widen(ZT_CONV_T(0.0f))) acc = 0;
+        decltype(widen(ZT_CONV_T(0.0f))) acc = 0;
         for (int i = 0; i < g.kh; ++i) {
             const int hh = h + g.ph - i * g.dh;  // = oh * SH for the output row that read (h, w) through tap i
             if (hh < 0 || hh % g.sh != 0) continue;
@@ -106,9 +91,9 @@ extern "C" __global__ void col2im(ZT_STRIDED const ZT_CONV_T* col, ZT_CONV_T* x,
                 if (ww < 0 || ww % g.sw != 0) continue;
                 const int ow = ww / g.sw;
                 if (ow >= g.ow) continue;
-                acc += conv_widen(base[(i * g.kw + j) * g.col_srow + (long long)oh * g.ow + ow]);
+                acc += widen(base[(i * g.kw + j) * g.col_srow + (long long)oh * g.ow + ow]);
             }
         }
-        conv_store(x + idx, acc);
+        store_as(acc, x[idx]);
     }
 }

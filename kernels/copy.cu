@@ -28,12 +28,8 @@
 //
 // zt-variants: | SRC_T=float,DST_T=__nv_bfloat16 | SRC_T=__half,DST_T=float | SRC_T=double,DST_T=__half | SRC_T=bool,DST_T=float | SRC_T=float,DST_T=bool | SRC_T=long long,DST_T=float,IDX=long long | SRC_T=__nv_bfloat16,DST_T=__half | SRC_T=unsigned char,DST_T=double | SRC_T=float,DST_T=int
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
 #ifndef SRC_T
 #define SRC_T float
 #endif
@@ -58,34 +54,12 @@ struct ZtCopyLayout {
 template <typename A, typename B> struct SameType { static constexpr bool value = false; };
 template <typename A> struct SameType<A, A> { static constexpr bool value = true; };
 
-// 16-bit floats widen to float; every other type is used as it is.
-__device__ __forceinline__ float widen(__half x) { return __half2float(x); }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T widen(T x) { return x; }
-
-template <typename D> struct Store {
-    template <typename V> static __device__ __forceinline__ D from(V v) { return static_cast<D>(v); }
-};
-template <> struct Store<bool> {
-    template <typename V> static __device__ __forceinline__ bool from(V v) { return v != static_cast<V>(0); }
-};
-template <> struct Store<__half> {
-    template <typename V> static __device__ __forceinline__ __half from(V v) {
-        return __float2half_rn(static_cast<float>(v));
-    }
-};
-template <> struct Store<__nv_bfloat16> {
-    template <typename V> static __device__ __forceinline__ __nv_bfloat16 from(V v) {
-        return __float2bfloat16_rn(static_cast<float>(v));
-    }
-};
-
 // NOTE: a template, so that `if constexpr` discards the branch that does not compile for these types
 template <typename D, typename S> __device__ __forceinline__ D convert_to(S x) {
     if constexpr (SameType<S, D>::value) {
         return x;  // a plain copy keeps the bits (NaN payloads, -0.0)
     } else {
-        return Store<D>::from(widen(x));
+        return Conv<D>::store(widen(x));
     }
 }
 __device__ __forceinline__ DST_T convert(SRC_T x) { return convert_to<DST_T>(x); }
@@ -93,13 +67,6 @@ __device__ __forceinline__ DST_T convert(SRC_T x) { return convert_to<DST_T>(x);
 // ------------------------------------------------------------------------------------------ contiguous
 constexpr int WIDEST = sizeof(SRC_T) > sizeof(DST_T) ? sizeof(SRC_T) : sizeof(DST_T);
 constexpr int VEC = 16 / WIDEST;
-
-template <typename T, int N> struct __align__(sizeof(T) * N) Pack { T v[N]; };
-
-__device__ __forceinline__ long long thread_index() {
-    return static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ long long grid_stride() { return static_cast<long long>(gridDim.x) * blockDim.x; }
 
 extern "C" __global__ void copy_contiguous_vec(const SRC_T* __restrict__ src, DST_T* __restrict__ dst, long long n) {
     const long long packs = n / VEC;

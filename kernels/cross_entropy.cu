@@ -33,8 +33,7 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=double,CT=double | TI=int | TI=unsigned char | VEC=1 | T=__nv_bfloat16,TI=int,VEC=1
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
 #ifndef T
 #define T float
@@ -51,59 +50,9 @@
 
 typedef CT ct;
 constexpr int kVec = (int)(VEC);
-constexpr unsigned kFull = 0xffffffffu;
 
-__device__ __forceinline__ ct to_ct(float v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(double v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(__half v) { return (ct)__half2float(v); }
-__device__ __forceinline__ ct to_ct(__nv_bfloat16 v) { return (ct)__bfloat162float(v); }
-__device__ __forceinline__ void from_ct(ct v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_ct(ct v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_ct(ct v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_ct(ct v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
-__device__ __forceinline__ float zt_exp(float v) { return expf(v); }
-__device__ __forceinline__ double zt_exp(double v) { return exp(v); }
-__device__ __forceinline__ float zt_log(float v) { return logf(v); }
-__device__ __forceinline__ double zt_log(double v) { return log(v); }
-__device__ __forceinline__ float zt_max(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double zt_max(double a, double b) { return fmax(a, b); }
-__device__ __forceinline__ ct neg_inf() { return (ct)__int_as_float(0xff800000); }
 __device__ __forceinline__ ct quiet_nan() { return (ct)__int_as_float(0x7fc00000); }
 
-template <typename U, int N> struct alignas(sizeof(U) * N) Pack { U v[N]; };
-typedef Pack<T, kVec> VecT;
-
-__device__ __forceinline__ void load_vec(const T* p, ct (&out)[kVec]) {
-    const VecT pk = *reinterpret_cast<const VecT*>(p);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) out[j] = to_ct(pk.v[j]);
-}
-__device__ __forceinline__ void store_vec(T* p, const ct (&in)[kVec]) {
-    VecT pk;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) from_ct(in[j], pk.v[j]);
-    *reinterpret_cast<VecT*>(p) = pk;
-}
-
-// Running (max, sum of exp(x - max)) pairs, as in softmax.cu.
-__device__ __forceinline__ void online_merge(ct& m, ct& s, ct m2, ct s2) {
-    const ct mx = zt_max(m, m2);
-    if (mx == neg_inf()) {
-        m = mx;
-        s = (ct)0;
-        return;
-    }
-    s = s * zt_exp(m - mx) + s2 * zt_exp(m2 - mx);
-    m = mx;
-}
-__device__ __forceinline__ void online_add(ct& m, ct& s, ct v) {
-    if (v > m) {
-        s = s * zt_exp(m - v) + (ct)1;
-        m = v;
-    } else if (v != neg_inf()) {  // NOTE: -inf adds 0; skipping it avoids exp(-inf - -inf) = NaN
-        s += zt_exp(v - m);
-    }
-}
 
 // Merge (max, sum exp, plain sum) over the row: the warp, or the whole block (then every thread reads the
 // 32 warp results in the same order, so all get the same bits).
@@ -134,28 +83,6 @@ __device__ __forceinline__ void row_merge(ct& m, ct& s, ct& sum, ct* red) {
     }
 }
 
-struct RowMap {
-    int R, t;
-    long long first, step;
-};
-template <bool BLOCK_ROW>
-__device__ __forceinline__ RowMap row_map() {
-    RowMap r;
-    if (BLOCK_ROW) {
-        r.R = blockDim.x;
-        r.t = threadIdx.x;
-        r.first = blockIdx.x;
-        r.step = gridDim.x;
-    } else {
-        const int per_block = blockDim.x >> 5;
-        r.R = 32;
-        r.t = threadIdx.x & 31;
-        r.first = (long long)blockIdx.x * per_block + (threadIdx.x >> 5);
-        r.step = (long long)gridDim.x * per_block;
-    }
-    return r;
-}
-
 // ------------------------------------------------------------------------------ forward
 template <bool BLOCK_ROW>
 __device__ __forceinline__ void ce_forward(const T* __restrict__ logits, const TI* __restrict__ targets,
@@ -167,10 +94,10 @@ __device__ __forceinline__ void ce_forward(const T* __restrict__ logits, const T
     const ct eps = (ct)smoothing;
     for (long long row = rm.first; row < rows; row += rm.step) {
         const T* xr = logits + row * classes;
-        ct m = neg_inf(), s = (ct)0, sum = (ct)0;
+        ct m = neg_inf<ct>(), s = (ct)0, sum = (ct)0;
         for (long long c = (long long)rm.t * kVec; c < classes; c += step) {
             ct v[kVec];
-            load_vec(xr + c, v);
+            load_pack(xr + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) {
                 online_add(m, s, v[j]);
@@ -184,7 +111,7 @@ __device__ __forceinline__ void ce_forward(const T* __restrict__ logits, const T
             ct l;
             if (t == ignore_index) l = (ct)0;
             else if (t < 0 || t >= classes) l = quiet_nan();
-            else l = row_lse - ((ct)1 - eps) * to_ct(xr[t]) - (eps / (ct)classes) * sum;
+            else l = row_lse - ((ct)1 - eps) * load_as<ct>(xr[t]) - (eps / (ct)classes) * sum;
             loss[row] = l;
             lse[row] = row_lse;
         }
@@ -221,13 +148,13 @@ __device__ __forceinline__ void ce_backward(const T* __restrict__ logits, const 
         const ct row_lse = lse[row];
         for (long long c = (long long)rm.t * kVec; c < classes; c += step) {
             ct v[kVec];
-            load_vec(logits + base + c, v);
+            load_pack(logits + base + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) {
                 const ct target = (c + j == t ? (ct)1 - eps : (ct)0) + off;
                 v[j] = ignored ? (ct)0 : g * (zt_exp(v[j] - row_lse) - target);
             }
-            store_vec(dlogits + base + c, v);
+            store_pack(dlogits + base + c, v);
         }
     }
 }

@@ -44,15 +44,8 @@
 //
 // zt-variants: | ZT_ARITY=1,OP=op_exp,TO=__half,TA=__half | ZT_ARITY=2,OP=op_add,TO=__nv_bfloat16,TA=__nv_bfloat16,TB=__nv_bfloat16 | ZT_ARITY=2,OP=op_less,TO=bool,TA=double,TB=double,CT=double,ST=double | ZT_ARITY=1,OP=op_identity,TO=__nv_bfloat16,TA=float | ZT_ARITY=2,OP=op_floor_divide,TO=long long,TA=long long,TB=long long,CT=long long,ST=long long,IDX=long long | ZT_ARITY=3,OP=op_where,TO=float,TA=bool,TB=float,TC=float | ZT_ARITY=0,ACT=act_gelu,TO=__nv_bfloat16,TA=__nv_bfloat16 | ZT_ARITY=0,ACT=act_silu,TO=__half,TA=__half
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef OP
 #define OP op_add
 #endif
@@ -92,70 +85,9 @@
 #define ZT_HAS_ARITY(k) 1
 #endif
 
-// ------------------------------------------------------------------------------------------ conversions
-// Conv<T>::load<V>(x): storage -> value type V; Conv<T>::store(v): any value -> storage (round to nearest).
-template <typename T> struct Conv {
-    template <typename V> static __device__ __forceinline__ V load(T x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ T store(V v) { return static_cast<T>(v); }
-};
-template <> struct Conv<bool> {
-    template <typename V> static __device__ __forceinline__ V load(bool x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ bool store(V v) { return v != V(0); }
-};
-template <> struct Conv<__half> {
-    template <typename V> static __device__ __forceinline__ V load(__half x) { return static_cast<V>(__half2float(x)); }
-    template <typename V> static __device__ __forceinline__ __half store(V v) { return __float2half_rn(static_cast<float>(v)); }
-};
-template <> struct Conv<__nv_bfloat16> {
-    template <typename V> static __device__ __forceinline__ V load(__nv_bfloat16 x) {
-        return static_cast<V>(__bfloat162float(x));
-    }
-    template <typename V> static __device__ __forceinline__ __nv_bfloat16 store(V v) {
-        return __float2bfloat16_rn(static_cast<float>(v));
-    }
-};
-// NOTE: double -> 16-bit goes through float (double rounding); results differ from a direct rounding only
-// for values within 2^-29 relative of a tie, far below the 16-bit tolerance anyone tests with.
-
 // ------------------------------------------------------------------------------------------ math by type
-__device__ __forceinline__ float zt_exp(float x) { return expf(x); }
-__device__ __forceinline__ double zt_exp(double x) { return exp(x); }
-__device__ __forceinline__ float zt_expm1(float x) { return expm1f(x); }
-__device__ __forceinline__ double zt_expm1(double x) { return expm1(x); }
-__device__ __forceinline__ float zt_log(float x) { return logf(x); }
-__device__ __forceinline__ double zt_log(double x) { return log(x); }
-__device__ __forceinline__ float zt_log1p(float x) { return log1pf(x); }
-__device__ __forceinline__ double zt_log1p(double x) { return log1p(x); }
-__device__ __forceinline__ float zt_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double zt_sqrt(double x) { return sqrt(x); }
-__device__ __forceinline__ float zt_rsqrt(float x) { return rsqrtf(x); }
-__device__ __forceinline__ double zt_rsqrt(double x) { return rsqrt(x); }
-__device__ __forceinline__ float zt_sin(float x) { return sinf(x); }
-__device__ __forceinline__ double zt_sin(double x) { return sin(x); }
-__device__ __forceinline__ float zt_cos(float x) { return cosf(x); }
-__device__ __forceinline__ double zt_cos(double x) { return cos(x); }
-__device__ __forceinline__ float zt_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double zt_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ float zt_erf(float x) { return erff(x); }
-__device__ __forceinline__ double zt_erf(double x) { return erf(x); }
-__device__ __forceinline__ float zt_floor(float x) { return floorf(x); }
-__device__ __forceinline__ double zt_floor(double x) { return floor(x); }
-__device__ __forceinline__ float zt_ceil(float x) { return ceilf(x); }
-__device__ __forceinline__ double zt_ceil(double x) { return ceil(x); }
-__device__ __forceinline__ float zt_rint(float x) { return rintf(x); }
-__device__ __forceinline__ double zt_rint(double x) { return rint(x); }
-__device__ __forceinline__ float zt_trunc(float x) { return truncf(x); }
-__device__ __forceinline__ double zt_trunc(double x) { return trunc(x); }
-__device__ __forceinline__ float zt_fmod(float a, float b) { return fmodf(a, b); }
-__device__ __forceinline__ double zt_fmod(double a, double b) { return fmod(a, b); }
-__device__ __forceinline__ float zt_pow(float a, float b) { return powf(a, b); }
-__device__ __forceinline__ double zt_pow(double a, double b) { return pow(a, b); }
-__device__ __forceinline__ float zt_copysign(float a, float b) { return copysignf(a, b); }
-__device__ __forceinline__ double zt_copysign(double a, double b) { return copysign(a, b); }
-__device__ __forceinline__ float zt_inf(float) { return __int_as_float(0x7f800000); }
-__device__ __forceinline__ double zt_inf(double) { return __longlong_as_double(0x7ff0000000000000LL); }
-
-// integer forms (CT = long long): what NumPy's integer loops do
+// The float and double forms are zt_device.cuh's; the integer forms (CT = long long) are what NumPy's
+// integer loops do.
 __device__ __forceinline__ long long zt_floor(long long x) { return x; }
 __device__ __forceinline__ long long zt_ceil(long long x) { return x; }
 __device__ __forceinline__ long long zt_rint(long long x) { return x; }
@@ -310,15 +242,8 @@ template <typename V> struct act_silu { static __device__ __forceinline__ V f(V 
 #define WIDEST ZT_MAX2(ZT_MAX2(sizeof(TO), sizeof(TA)), ZT_MAX2(sizeof(TB), sizeof(TC)))
 #define VEC ((int)(16 / WIDEST))
 
-template <typename T, int N> struct alignas(sizeof(T) * N) Pack {
-    T v[N];
-};
-
 __device__ __forceinline__ CT apply_op(CT a, CT b, CT c) { return static_cast<CT>(OP<CT>::f(a, b, c)); }
 // NOTE: comparisons return bool; through CT that is 0/1, which Conv<bool>::store maps back exactly.
-
-__device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
-__device__ __forceinline__ long long thread_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 
 // Operands: read from the array, or the scalar when its smask bit is set (a warp-uniform branch).
 #define LOAD(ptr, T, i, bit, sval) (((smask) & (bit)) ? static_cast<CT>(sval) : Conv<T>::template load<CT>((ptr)[i]))
@@ -407,37 +332,18 @@ extern "C" __global__ void ew3_contig(TO* out, ZT_NULLABLE const TA* a, ZT_NULLA
 }
 
 // ------------------------------------------------------------------------------------------ strided
-// The metadata goes to shared memory once per block; each element then walks the dims from the last one,
-// dividing its linear index (IDX: 32-bit division when the launcher found every offset fits).
-template <int NOPS>
-__device__ __forceinline__ void load_meta(IDX* sm, const long long* meta, int ndim) {
-    for (int k = threadIdx.x; k < (NOPS + 1) * ndim; k += blockDim.x) sm[k] = static_cast<IDX>(meta[k]);
-    __syncthreads();
-}
-
-template <int NOPS>
-__device__ __forceinline__ void offsets(IDX i, int ndim, const IDX* sm, IDX* off) {
-#pragma unroll
-    for (int k = 0; k < NOPS; ++k) off[k] = 0;
-    for (int d = ndim - 1; d >= 0; --d) {
-        IDX size = sm[d];
-        IDX q = i / size;
-        IDX r = i - q * size;
-        i = q;
-#pragma unroll
-        for (int k = 0; k < NOPS; ++k) off[k] += r * sm[(k + 1) * ndim + d];
-    }
-}
-
+// The metadata (shape, then each operand's strides) goes to shared memory once per block; each element then
+// walks the dims from the last one (zt_device.cuh's strided_offsets; IDX: 32-bit division when the launcher
+// found every offset fits).
 extern "C" __global__ void ew1_strided(ZT_STRIDED TO* out, ZT_STRIDED const TA* a, long long n, int ndim,
                                        const long long* meta) {
 #if ZT_HAS_ARITY(1)
     __shared__ IDX sm[3 * ZT_MAX_DIMS];
-    load_meta<2>(sm, meta, ndim);
+    copy_meta(sm, meta, 3 * ndim);
     const int smask = 0;
     for (long long i = thread_index(); i < n; i += grid_stride()) {
         IDX off[2];
-        offsets<2>(static_cast<IDX>(i), ndim, sm, off);
+        strided_offsets<2>(static_cast<IDX>(i), ndim, sm, sm + ndim, off);
         out[off[0]] = Conv<TO>::store(apply_op(LOAD(a, TA, off[1], 0, 0), static_cast<CT>(0), static_cast<CT>(0)));
     }
 #endif
@@ -447,10 +353,10 @@ extern "C" __global__ void ew2_strided(ZT_STRIDED TO* out, ZT_STRIDED ZT_NULLABL
                                        ST sb, int smask, long long n, int ndim, const long long* meta) {
 #if ZT_HAS_ARITY(2)
     __shared__ IDX sm[4 * ZT_MAX_DIMS];
-    load_meta<3>(sm, meta, ndim);
+    copy_meta(sm, meta, 4 * ndim);
     for (long long i = thread_index(); i < n; i += grid_stride()) {
         IDX off[3];
-        offsets<3>(static_cast<IDX>(i), ndim, sm, off);
+        strided_offsets<3>(static_cast<IDX>(i), ndim, sm, sm + ndim, off);
         out[off[0]] = Conv<TO>::store(apply_op(LOAD(a, TA, off[1], 1, sa), LOAD(b, TB, off[2], 2, sb), static_cast<CT>(0)));
     }
 #endif
@@ -461,10 +367,10 @@ extern "C" __global__ void ew3_strided(ZT_STRIDED TO* out, ZT_STRIDED ZT_NULLABL
                                        const long long* meta) {
 #if ZT_HAS_ARITY(3)
     __shared__ IDX sm[5 * ZT_MAX_DIMS];
-    load_meta<4>(sm, meta, ndim);
+    copy_meta(sm, meta, 5 * ndim);
     for (long long i = thread_index(); i < n; i += grid_stride()) {
         IDX off[4];
-        offsets<4>(static_cast<IDX>(i), ndim, sm, off);
+        strided_offsets<4>(static_cast<IDX>(i), ndim, sm, sm + ndim, off);
         out[off[0]] = Conv<TO>::store(
             apply_op(LOAD(a, TA, off[1], 1, sa), LOAD(b, TB, off[2], 2, sb), LOAD(c, TC, off[3], 4, sc)));
     }

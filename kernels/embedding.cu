@@ -38,8 +38,7 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=double,CT=double | TI=int | VEC=1 | T=__half,TI=int,VEC=1
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
 #ifndef T
 #define T float
@@ -59,16 +58,6 @@ constexpr int kVec = (int)(VEC);
 constexpr int kSortThreads = 512;
 constexpr int kTile = 2 * kSortThreads;
 
-__device__ __forceinline__ ct to_ct(float v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(double v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(__half v) { return (ct)__half2float(v); }
-__device__ __forceinline__ ct to_ct(__nv_bfloat16 v) { return (ct)__bfloat162float(v); }
-__device__ __forceinline__ void from_ct(ct v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_ct(ct v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_ct(ct v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_ct(ct v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
-
-template <typename U, int N> struct alignas(sizeof(U) * N) Pack { U v[N]; };
 typedef Pack<T, kVec> VecT;
 
 // ------------------------------------------------------------------------------ forward
@@ -86,7 +75,7 @@ extern "C" __global__ void embedding_forward(const T* __restrict__ weight, const
                 pk = src[v];
             } else {
 #pragma unroll
-                for (int j = 0; j < kVec; ++j) from_ct((ct)0, pk.v[j]);
+                for (int j = 0; j < kVec; ++j) store_as<ct>((ct)0, pk.v[j]);
             }
             dst[v] = pk;
         }
@@ -106,21 +95,20 @@ extern "C" __global__ void embedding_backward_atomic(const T* __restrict__ grad,
         for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
             const VecT pk = src[v];
 #pragma unroll
-            for (int j = 0; j < kVec; ++j) atomicAdd(dst + v * kVec + j, to_ct(pk.v[j]));
+            for (int j = 0; j < kVec; ++j) atomicAdd(dst + v * kVec + j, load_as<ct>(pk.v[j]));
         }
     }
 }
 
 extern "C" __global__ void embedding_cast(const CT* __restrict__ acc, T* __restrict__ out, long long count) {
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < count; e += (long long)gridDim.x * blockDim.x)
-        from_ct(acc[e], out[e]);
+    for (long long e = thread_index(); e < count; e += grid_stride())
+        store_as<ct>(acc[e], out[e]);
 }
 
 // ------------------------------------------------------------------------------ backward: sorted
 extern "C" __global__ void embedding_sort_keys(const TI* __restrict__ ids, long long* __restrict__ keys, long long n,
                                                long long padded, long long num_embeddings) {
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < padded;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i = thread_index(); i < padded; i += grid_stride()) {
         if (i < n) {
             // NOTE: (id << 32) | i orders by id, then position; an id outside [0, V) becomes -1 (sorted first
             // and skipped), so no out-of-range id can wrap onto a valid one
@@ -174,8 +162,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) bitonic_merge_tiles(long lo
 }
 
 extern "C" __global__ void bitonic_step(long long* __restrict__ keys, long long padded, long long j, long long k) {
-    for (long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x; q < padded / 2;
-         q += (long long)gridDim.x * blockDim.x) {
+    for (long long q = thread_index(); q < padded / 2; q += grid_stride()) {
         const long long i = 2 * j * (q / j) + q % j;
         long long a = keys[i], b = keys[i + j];
         const bool ascending = (i & k) == 0;
@@ -202,11 +189,11 @@ extern "C" __global__ void embedding_backward_sorted(const long long* __restrict
                 const long long pos = keys[p] & 0xffffffffLL;
                 const VecT pk = reinterpret_cast<const VecT*>(grad + pos * dim)[v];
 #pragma unroll
-                for (int j = 0; j < kVec; ++j) acc[j] += to_ct(pk.v[j]);
+                for (int j = 0; j < kVec; ++j) acc[j] += load_as<ct>(pk.v[j]);
             }
             VecT out;
 #pragma unroll
-            for (int j = 0; j < kVec; ++j) from_ct(acc[j], out.v[j]);
+            for (int j = 0; j < kVec; ++j) store_as<ct>(acc[j], out.v[j]);
             reinterpret_cast<VecT*>(grad_weight + id * dim)[v] = out;
         }
     }

@@ -72,12 +72,8 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=__nv_bfloat16,OUT_T=float | A_T=1 | B_T=1 | A_T=1,B_T=1,VEC_A=1,VEC_B=1 | VEC_A=1,VEC_B=1 | T=__half,A_T=1,B_T=1 | T=__nv_bfloat16,A_T=1 | T=__nv_bfloat16,B_T=1 | T=__nv_bfloat16,BN=256,WN=64 | T=__nv_bfloat16,BM=64,BN=64,WM=32,WN=32,STAGES=3 | T=__half,BM=64,BN=128,WM=32,WN=64,STAGES=3,A_T=1,B_T=1 | T=float,A_T=1,B_T=0 | T=float,A_T=0,B_T=1 | T=__nv_bfloat16,STAGES=2 | T=double,FP64=1 | T=double,FP64=1,A_T=1,B_T=1 | T=float,BM=64,BN=64,WM=32,WN=32,STAGES=3,A_T=1,B_T=1
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
 #ifndef T
 #define T float
 #endif
@@ -146,18 +142,6 @@ typedef double acc_t;  // gemm_naive accumulates float64 inputs in double
 #else
 typedef float acc_t;
 #endif
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store_as(double* p, double v) { *p = v; }
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(double v) { return (float)v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 // Two adjacent outputs: one 4/8-byte store when the address allows it, else two scalar stores.
 __device__ __forceinline__ void store_pair(float* p, float v0, float v1) {
@@ -231,7 +215,7 @@ __device__ __forceinline__ void store_pair(double* p, double v0, double v1) {
 }
 
 __device__ __forceinline__ acc_t epilogue(acc_t acc, const OUT_T* c, const ZtGemmParams& p) {
-    return p.beta == 0.0f ? (acc_t)p.alpha * acc : (acc_t)p.alpha * acc + (acc_t)p.beta * to_acc(*c);
+    return p.beta == 0.0f ? (acc_t)p.alpha * acc : (acc_t)p.alpha * acc + (acc_t)p.beta * widen(*c);
 }
 
 // ------------------------------------------------------------------------------------------ gemm_naive
@@ -247,11 +231,11 @@ extern "C" __global__ void gemm_naive(ZT_STRIDED const T* a, ZT_STRIDED const T*
     OUT_T* cz = c + zo * p.sc0 + zi * p.sc1 + (long long)m * p.ldc + n;
     acc_t acc = 0;
     for (int k = 0; k < p.k; ++k) {
-        const acc_t av = to_acc(A_T ? az[(long long)k * p.lda + m] : az[(long long)m * p.lda + k]);
-        const acc_t bv = to_acc(B_T ? bz[(long long)n * p.ldb + k] : bz[(long long)k * p.ldb + n]);
+        const acc_t av = widen(A_T ? az[(long long)k * p.lda + m] : az[(long long)m * p.lda + k]);
+        const acc_t bv = widen(B_T ? bz[(long long)n * p.ldb + k] : bz[(long long)k * p.ldb + n]);
         acc += av * bv;
     }
-    store_as(cz, epilogue(acc, cz, p));
+    store_as(epilogue(acc, cz, p), *cz);
 }
 
 // ------------------------------------------------------------------------------------------ gemm_simt
@@ -296,7 +280,7 @@ __device__ __forceinline__ Vec4 load4_guarded(const T* p, int valid) {
     // p[0 .. 3], those at index >= valid read as 0 (valid may be <= 0: nothing is read)
     acc_t v[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) v[i] = i < valid ? to_acc(p[i]) : (acc_t)0;
+    for (int i = 0; i < 4; ++i) v[i] = i < valid ? widen(p[i]) : (acc_t)0;
     return make_vec4(v[0], v[1], v[2], v[3]);
 }
 
@@ -453,7 +437,7 @@ gemm_simt(ZT_STRIDED const T* a, ZT_STRIDED const T* b, ZT_STRIDED OUT_T* c, ZtG
                         store_pair(crow + n + j, epilogue(acc[i][4 * half + j], crow + n + j, p),
                                    epilogue(acc[i][4 * half + j + 1], crow + n + j + 1, p));
                     } else if (n + j < p.n) {
-                        store_as(crow + n + j, epilogue(acc[i][4 * half + j], crow + n + j, p));
+                        store_as(epilogue(acc[i][4 * half + j], crow + n + j, p), *(crow + n + j));
                     }
                 }
             }
@@ -661,11 +645,11 @@ gemm_tc(ZT_STRIDED const T* a, ZT_STRIDED const T* b, ZT_STRIDED OUT_T* c, ZtGem
         if (m >= p.m || n >= p.n) continue;
         acc_t acc = 0;
         for (int k = 0; k < p.k; ++k) {
-            acc += to_acc(A_T ? az[(long long)k * p.lda + m] : az[(long long)m * p.lda + k]) *
-                   to_acc(B_T ? bz[(long long)n * p.ldb + k] : bz[(long long)k * p.ldb + n]);
+            acc += widen(A_T ? az[(long long)k * p.lda + m] : az[(long long)m * p.lda + k]) *
+                   widen(B_T ? bz[(long long)n * p.ldb + k] : bz[(long long)k * p.ldb + n]);
         }
         OUT_T* cp = cz + (long long)m * p.ldc + n;
-        store_as(cp, epilogue(acc, cp, p));
+        store_as(epilogue(acc, cp, p), *cp);
     }
 }
 #else
@@ -896,7 +880,7 @@ gemm_tc(ZT_STRIDED const T* a, ZT_STRIDED const T* b, ZT_STRIDED OUT_T* c, ZtGem
                         store_pair(crow + n, epilogue(acc[mi][ni][2 * h], crow + n, p),
                                    epilogue(acc[mi][ni][2 * h + 1], crow + n + 1, p));
                     } else if (n < p.n) {
-                        store_as(crow + n, epilogue(acc[mi][ni][2 * h], crow + n, p));
+                        store_as(epilogue(acc[mi][ni][2 * h], crow + n, p), *(crow + n));
                     }
                 }
             }

@@ -48,15 +48,8 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16,TO=float,CT=float | T=double,TO=double,CT=double,ST=double,SCAN=scan_mul | T=long long,TO=long long,CT=long long,ST=long long,IDX=long long | T=bool,TO=long long,CT=long long,ST=long long | T=signed char,TO=signed char,CT=long long,ST=long long
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef T
 #define T float
 #endif
@@ -85,36 +78,6 @@
 #define ZT_MAX_DIMS 8
 #endif
 #define ZT_MAX_META (6 * ZT_MAX_DIMS)
-
-// NOTE: the same storage conversions as elementwise.cu (each .cu compiles alone).
-template <typename U> struct Conv {
-    template <typename V> static __device__ __forceinline__ V load(U x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ U store(V v) { return static_cast<U>(v); }
-};
-template <> struct Conv<bool> {
-    template <typename V> static __device__ __forceinline__ V load(bool x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ bool store(V v) { return v != V(0); }
-};
-template <> struct Conv<__half> {
-    template <typename V> static __device__ __forceinline__ V load(__half x) { return static_cast<V>(__half2float(x)); }
-    template <typename V> static __device__ __forceinline__ __half store(V v) { return __float2half_rn(static_cast<float>(v)); }
-};
-template <> struct Conv<__nv_bfloat16> {
-    template <typename V> static __device__ __forceinline__ V load(__nv_bfloat16 x) {
-        return static_cast<V>(__bfloat162float(x));
-    }
-    template <typename V> static __device__ __forceinline__ __nv_bfloat16 store(V v) {
-        return __float2bfloat16_rn(static_cast<float>(v));
-    }
-};
-
-__device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
-__device__ __forceinline__ long long thread_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
-
-__device__ __forceinline__ void copy_meta(IDX* sm, const long long* meta, int count) {
-    for (int k = threadIdx.x; k < count; k += blockDim.x) sm[k] = static_cast<IDX>(meta[k]);
-    __syncthreads();
-}
 
 // ------------------------------------------------------------------------------------------ atomics
 __device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }

@@ -47,12 +47,8 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=__nv_bfloat16,WT=float | T=double,CT=double | VEC=1 | ITEMS=1 | ITEMS=2 | ITEMS=8 | T=__half,ITEMS=8 | T=double,CT=double,ITEMS=8 | T=__nv_bfloat16,WT=float,ITEMS=8
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef T
 #define T float
 #endif
@@ -76,38 +72,7 @@ constexpr int kItems = (int)(ITEMS);
 // (16 floats or 8 doubles) keeps it within 128 registers without spills.
 constexpr int kBwdValues = 64 / (int)sizeof(CT);
 constexpr int kItemsBwd = kItems * kVec > kBwdValues ? (kBwdValues / kVec > 0 ? kBwdValues / kVec : 1) : kItems;
-constexpr unsigned kFull = 0xffffffffu;
 
-// ------------------------------------------------------------------------------ storage <-> compute type
-__device__ __forceinline__ ct to_ct(float v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(double v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(__half v) { return (ct)__half2float(v); }
-__device__ __forceinline__ ct to_ct(__nv_bfloat16 v) { return (ct)__bfloat162float(v); }
-__device__ __forceinline__ void from_ct(ct v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_ct(ct v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_ct(ct v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_ct(ct v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
-__device__ __forceinline__ float zt_rsqrt(float v) { return rsqrtf(v); }
-__device__ __forceinline__ double zt_rsqrt(double v) { return rsqrt(v); }
-
-// VEC consecutive elements as one aligned access (16 bytes for T when VEC = 16 / sizeof(T)); for WT the
-// alignment is capped at 16 bytes (a wider WT pack is read as several 16-byte loads).
-template <typename U, int N, int A> struct alignas(A) Pack { U v[N]; };
-constexpr int pack_align(int bytes) { return bytes > 16 ? 16 : bytes; }
-typedef Pack<T, kVec, pack_align(sizeof(T) * kVec)> VecT;
-typedef Pack<WT, kVec, pack_align(sizeof(WT) * kVec)> VecW;
-
-__device__ __forceinline__ void load_vec(const T* p, ct (&out)[kVec]) {
-    const VecT pk = *reinterpret_cast<const VecT*>(p);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) out[j] = to_ct(pk.v[j]);
-}
-__device__ __forceinline__ void store_vec(T* p, const ct (&in)[kVec]) {
-    VecT pk;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) from_ct(in[j], pk.v[j]);
-    *reinterpret_cast<VecT*>(p) = pk;
-}
 // w or b at columns c..c+VEC-1, or `fill` when the pointer is NULL
 __device__ __forceinline__ void load_param(const WT* p, int c, ct fill, ct (&out)[kVec]) {
     if (p == nullptr) {
@@ -115,18 +80,11 @@ __device__ __forceinline__ void load_param(const WT* p, int c, ct fill, ct (&out
         for (int j = 0; j < kVec; ++j) out[j] = fill;
         return;
     }
-    const VecW pk = *reinterpret_cast<const VecW*>(p + c);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) out[j] = to_ct(pk.v[j]);
+    load_pack(p + c, out);
 }
 
 // ------------------------------------------------------------------------------ reductions over a row
-__device__ __forceinline__ ct warp_sum(ct v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-    return v;
-}
-// Sum of two values over the row: the warp (BLOCK_ROW false) or the whole block. Every thread gets the same
+// (row_sum of one value is zt_device.cuh's.) Sum of two values over the row: the warp (BLOCK_ROW false) or the whole block. Every thread gets the same
 // bits (xor butterfly, then the 32 warp partials added in the same order by every thread).
 template <bool BLOCK_ROW>
 __device__ __forceinline__ void row_sum2(ct& a, ct& b, ct* red) {
@@ -146,34 +104,6 @@ __device__ __forceinline__ void row_sum2(ct& a, ct& b, ct* red) {
         b += red[32 + w];
     }
 }
-template <bool BLOCK_ROW>
-__device__ __forceinline__ ct row_sum(ct a, ct* red) {
-    ct unused = (ct)0;
-    row_sum2<BLOCK_ROW>(a, unused, red);
-    return a;
-}
-
-struct RowMap {
-    int R, t;               // threads on a row, this thread's rank on it
-    long long first, step;  // first row, stride between this thread's rows
-};
-template <bool BLOCK_ROW>
-__device__ __forceinline__ RowMap row_map() {
-    RowMap r;
-    if (BLOCK_ROW) {
-        r.R = blockDim.x;
-        r.t = threadIdx.x;
-        r.first = blockIdx.x;
-        r.step = gridDim.x;
-    } else {
-        const int per_block = blockDim.x >> 5;
-        r.R = 32;
-        r.t = threadIdx.x & 31;
-        r.first = (long long)blockIdx.x * per_block + (threadIdx.x >> 5);
-        r.step = (long long)gridDim.x * per_block;
-    }
-    return r;
-}
 
 // ------------------------------------------------------------------------------ forward
 template <bool BLOCK_ROW, bool RMS>
@@ -192,7 +122,7 @@ __device__ __forceinline__ void norm_forward_cached(const T* __restrict__ x, con
         for (int i = 0; i < kItems; ++i) {
             const int c = (i * rm.R + rm.t) * kVec;
             if (c < cols) {
-                load_vec(x + base + c, v[i]);
+                load_pack(x + base + c, v[i]);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) s += RMS ? v[i][j] * v[i][j] : v[i][j];
             }
@@ -226,7 +156,7 @@ __device__ __forceinline__ void norm_forward_cached(const T* __restrict__ x, con
                 load_param(b, c, (ct)0, bv);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) v[i][j] = (v[i][j] - mu) * r * wv[j] + bv[j];
-                store_vec(y + base + c, v[i]);
+                store_pack(y + base + c, v[i]);
             }
         }
         if (rm.t == 0) {
@@ -249,7 +179,7 @@ __device__ __forceinline__ void norm_forward_looped(const T* __restrict__ x, con
         ct s = (ct)0;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct v[kVec];
-            load_vec(x + base + c, v);
+            load_pack(x + base + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) s += RMS ? v[j] * v[j] : v[j];
         }
@@ -262,7 +192,7 @@ __device__ __forceinline__ void norm_forward_looped(const T* __restrict__ x, con
             ct q = (ct)0;
             for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
                 ct v[kVec];
-                load_vec(x + base + c, v);
+                load_pack(x + base + c, v);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) q += (v[j] - mu) * (v[j] - mu);
             }
@@ -271,12 +201,12 @@ __device__ __forceinline__ void norm_forward_looped(const T* __restrict__ x, con
         }
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct v[kVec], wv[kVec], bv[kVec];
-            load_vec(x + base + c, v);
+            load_pack(x + base + c, v);
             load_param(w, (int)c, (ct)1, wv);
             load_param(b, (int)c, (ct)0, bv);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) v[j] = (v[j] - mu) * r * wv[j] + bv[j];
-            store_vec(y + base + c, v);
+            store_pack(y + base + c, v);
         }
         if (threadIdx.x == 0) {
             if (!RMS) mean[row] = mu;
@@ -343,8 +273,8 @@ __device__ __forceinline__ void norm_backward_cached(const T* __restrict__ dy, c
             const int c = (i * rm.R + rm.t) * kVec;
             if (c < cols) {
                 ct wv[kVec];
-                load_vec(x + base + c, vx[i]);
-                load_vec(dy + base + c, vg[i]);
+                load_pack(x + base + c, vx[i]);
+                load_pack(dy + base + c, vg[i]);
                 load_param(w, c, (ct)1, wv);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) {
@@ -365,7 +295,7 @@ __device__ __forceinline__ void norm_backward_cached(const T* __restrict__ dy, c
             if (c < cols) {
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) vg[i][j] = r * (vg[i][j] - mean_g - vx[i][j] * mean_gx);
-                store_vec(dx + base + c, vg[i]);
+                store_pack(dx + base + c, vg[i]);
             }
         }
     }
@@ -440,8 +370,8 @@ __device__ __forceinline__ void norm_backward_looped(const T* __restrict__ dy, c
         ct sum_g = (ct)0, sum_gx = (ct)0;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct vx[kVec], vg[kVec], wv[kVec];
-            load_vec(x + base + c, vx);
-            load_vec(dy + base + c, vg);
+            load_pack(x + base + c, vx);
+            load_pack(dy + base + c, vg);
             load_param(w, c, (ct)1, wv);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) {
@@ -454,8 +384,8 @@ __device__ __forceinline__ void norm_backward_looped(const T* __restrict__ dy, c
         const ct mean_g = RMS ? (ct)0 : sum_g * inv_n, mean_gx = sum_gx * inv_n;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct vx[kVec], vg[kVec], wv[kVec];
-            load_vec(x + base + c, vx);
-            load_vec(dy + base + c, vg);
+            load_pack(x + base + c, vx);
+            load_pack(dy + base + c, vg);
             load_param(w, c, (ct)1, wv);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) {
@@ -464,7 +394,7 @@ __device__ __forceinline__ void norm_backward_looped(const T* __restrict__ dy, c
                 if (out_b != nullptr) out_b[c + j] = (first ? (ct)0 : out_b[c + j]) + vg[j];
                 vx[j] = r * (vg[j] * wv[j] - mean_g - xhat * mean_gx);
             }
-            store_vec(dx + base + c, vx);
+            store_pack(dx + base + c, vx);
         }
     }
 }
@@ -520,6 +450,6 @@ extern "C" __global__ void __launch_bounds__(256, 1) norm_param_grad(const CT* _
         ct total = acc[0][threadIdx.x];
 #pragma unroll
         for (int y = 1; y < 8; ++y) total += acc[y][threadIdx.x];
-        from_ct(total, out[c]);
+        store_as<ct>(total, out[c]);
     }
 }

@@ -35,12 +35,8 @@
 //
 // zt-variants: | PT=__nv_bfloat16,GT=__nv_bfloat16 | PT=__half,GT=__half | PT=__nv_bfloat16,GT=float | PT=double,ST=double
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef PT
 #define PT float
 #endif
@@ -53,45 +49,30 @@
 
 typedef ST st;
 
-__device__ __forceinline__ st to_st(float v) { return (st)v; }
-__device__ __forceinline__ st to_st(double v) { return (st)v; }
-__device__ __forceinline__ st to_st(__half v) { return (st)__half2float(v); }
-__device__ __forceinline__ st to_st(__nv_bfloat16 v) { return (st)__bfloat162float(v); }
-__device__ __forceinline__ void from_st(st v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_st(st v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_st(st v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_st(st v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
-__device__ __forceinline__ float zt_sqrt(float v) { return sqrtf(v); }
-__device__ __forceinline__ double zt_sqrt(double v) { return sqrt(v); }
-__device__ __forceinline__ float zt_max(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double zt_max(double a, double b) { return fmax(a, b); }
-
-template <typename U> struct alignas(sizeof(U) * 4 > 16 ? 16 : sizeof(U) * 4) Pack4 { U v[4]; };
-
 template <typename U> __device__ __forceinline__ bool aligned4(const U* p) {
-    return p == nullptr || reinterpret_cast<unsigned long long>(p) % alignof(Pack4<U>) == 0;
+    return p == nullptr || reinterpret_cast<unsigned long long>(p) % alignof(Pack<U, 4>) == 0;
 }
 // Four consecutive values (count < 4: the first count, the rest 0); one vector access when `vec`.
 template <typename U> __device__ __forceinline__ void load4(const U* p, bool vec, int count, st (&o)[4]) {
     if (vec && count == 4) {
-        const Pack4<U> pk = *reinterpret_cast<const Pack4<U>*>(p);
+        const Pack<U, 4> pk = *reinterpret_cast<const Pack<U, 4>*>(p);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) o[j] = to_st(pk.v[j]);
+        for (int j = 0; j < 4; ++j) o[j] = load_as<st>(pk.v[j]);
     } else {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) o[j] = j < count ? to_st(p[j]) : (st)0;
+        for (int j = 0; j < 4; ++j) o[j] = j < count ? load_as<st>(p[j]) : (st)0;
     }
 }
 template <typename U> __device__ __forceinline__ void store4(U* p, bool vec, int count, const st (&v)[4]) {
     if (vec && count == 4) {
-        Pack4<U> pk;
+        Pack<U, 4> pk;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) from_st(v[j], pk.v[j]);
-        *reinterpret_cast<Pack4<U>*>(p) = pk;
+        for (int j = 0; j < 4; ++j) store_as<st>(v[j], pk.v[j]);
+        *reinterpret_cast<Pack<U, 4>*>(p) = pk;
     } else {
 #pragma unroll
         for (int j = 0; j < 4; ++j)
-            if (j < count) from_st(v[j], p[j]);
+            if (j < count) store_as<st>(v[j], p[j]);
     }
 }
 

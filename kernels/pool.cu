@@ -25,8 +25,7 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=double,CT=double
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
 #ifndef T
 #define T float
@@ -47,15 +46,6 @@ struct PoolGeometry {
     int count_include_pad;  // average: divide by the window's area in the padded input (1) or its input count (0)
     int divisor_override;   // average: > 0 replaces the divisor
 };
-
-__device__ __forceinline__ ct to_ct(float v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(double v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(__half v) { return (ct)__half2float(v); }
-__device__ __forceinline__ ct to_ct(__nv_bfloat16 v) { return (ct)__bfloat162float(v); }
-__device__ __forceinline__ void from_ct(ct v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_ct(ct v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_ct(ct v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_ct(ct v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
 
 // First output whose window (stride s, padding p, k taps dilation d) can reach input position x, and one past
 // the last (clipped to [0, out)).
@@ -84,7 +74,7 @@ extern "C" __global__ void max_pool2d_forward(const T* __restrict__ x, T* __rest
                                               long long* __restrict__ indices, long long planes, PoolGeometry g) {
     const long long out_plane = (long long)g.oh * g.ow;
     const long long total = planes * out_plane;
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    for (long long e = thread_index(); e < total; e += grid_stride()) {
         const long long plane = e / out_plane;
         const int r = (int)(e - plane * out_plane);
         const int oy = r / g.ow, ox = r % g.ow;
@@ -93,18 +83,18 @@ extern "C" __global__ void max_pool2d_forward(const T* __restrict__ x, T* __rest
         if (y0 < 0) y0 += ((-y0 + g.dh - 1) / g.dh) * g.dh;  // first tap inside the input
         if (x0 < 0) x0 += ((-x0 + g.dw - 1) / g.dw) * g.dw;
         const T* xp = x + plane * g.h * g.w;
-        ct best = -(ct)__int_as_float(0x7f800000);
+        ct best = neg_inf<ct>();
         long long best_at = (long long)y0 * g.w + x0;
         for (int iy = y0; iy < y1; iy += g.dh) {
             for (int ix = x0; ix < x1; ix += g.dw) {
-                const ct v = to_ct(xp[iy * g.w + ix]);
+                const ct v = load_as<ct>(xp[iy * g.w + ix]);
                 if (v > best || v != v) {
                     best = v;
                     best_at = (long long)iy * g.w + ix;
                 }
             }
         }
-        from_ct(best, y[e]);
+        store_as<ct>(best, y[e]);
         indices[e] = best_at;
     }
 }
@@ -113,7 +103,7 @@ extern "C" __global__ void max_pool2d_backward(const T* __restrict__ dy, const l
                                                T* __restrict__ dx, long long planes, PoolGeometry g) {
     const long long in_plane = (long long)g.h * g.w, out_plane = (long long)g.oh * g.ow;
     const long long total = planes * in_plane;
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    for (long long e = thread_index(); e < total; e += grid_stride()) {
         const long long plane = e / in_plane;
         const int r = (int)(e - plane * in_plane);
         const int iy = r / g.w, ix = r % g.w;
@@ -124,9 +114,9 @@ extern "C" __global__ void max_pool2d_backward(const T* __restrict__ dy, const l
         for (int oy = oy0; oy < oy1; ++oy)
             for (int ox = ox0; ox < ox1; ++ox) {
                 const long long o = base + (long long)oy * g.ow + ox;
-                if (indices[o] == r) acc += to_ct(dy[o]);
+                if (indices[o] == r) acc += load_as<ct>(dy[o]);
             }
-        from_ct(acc, dx[e]);
+        store_as<ct>(acc, dx[e]);
     }
 }
 
@@ -134,7 +124,7 @@ extern "C" __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __rest
                                               PoolGeometry g) {
     const long long out_plane = (long long)g.oh * g.ow;
     const long long total = planes * out_plane;
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    for (long long e = thread_index(); e < total; e += grid_stride()) {
         const long long plane = e / out_plane;
         const int r = (int)(e - plane * out_plane);
         int y0, y1, x0, x1;
@@ -142,8 +132,8 @@ extern "C" __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __rest
         const T* xp = x + plane * g.h * g.w;
         ct sum = (ct)0;
         for (int iy = y0; iy < y1; ++iy)
-            for (int ix = x0; ix < x1; ++ix) sum += to_ct(xp[iy * g.w + ix]);
-        from_ct(y0 >= y1 || x0 >= x1 ? (ct)0 : sum / (ct)divisor, y[e]);
+            for (int ix = x0; ix < x1; ++ix) sum += load_as<ct>(xp[iy * g.w + ix]);
+        store_as<ct>(y0 >= y1 || x0 >= x1 ? (ct)0 : sum / (ct)divisor, y[e]);
     }
 }
 
@@ -151,7 +141,7 @@ extern "C" __global__ void avg_pool2d_backward(const T* __restrict__ dy, T* __re
                                                PoolGeometry g) {
     const long long in_plane = (long long)g.h * g.w, out_plane = (long long)g.oh * g.ow;
     const long long total = planes * in_plane;
-    for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
+    for (long long e = thread_index(); e < total; e += grid_stride()) {
         const long long plane = e / in_plane;
         const int r = (int)(e - plane * in_plane);
         const int iy = r / g.w, ix = r % g.w;
@@ -163,8 +153,8 @@ extern "C" __global__ void avg_pool2d_backward(const T* __restrict__ dy, T* __re
             for (int ox = ox0; ox < ox1; ++ox) {
                 int y0, y1, x0, x1;
                 const int divisor = avg_window(g, oy, ox, y0, y1, x0, x1);
-                acc += to_ct(dy[base + (long long)oy * g.ow + ox]) / (ct)divisor;
+                acc += load_as<ct>(dy[base + (long long)oy * g.ow + ox]) / (ct)divisor;
             }
-        from_ct(acc, dx[e]);
+        store_as<ct>(acc, dx[e]);
     }
 }

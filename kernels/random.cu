@@ -39,8 +39,7 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=double
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
 #ifndef T
 #define T float
@@ -145,7 +144,6 @@ template <> struct Dist<double> {
     }
 };
 
-template <typename U, int N> struct alignas(sizeof(U) * N > 16 ? 16 : sizeof(U) * N) Pack { U v[N]; };
 
 // ------------------------------------------------------------------------------ sampling
 template <bool NORMAL>
@@ -186,14 +184,6 @@ extern "C" __global__ void random_normal(T* __restrict__ out, long long n, doubl
 }
 
 // ------------------------------------------------------------------------------ dropout
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ double to_float(double v) { return v; }
-__device__ __forceinline__ void from_float(float v, float& o) { o = v; }
-__device__ __forceinline__ void from_float(float v, __half& o) { o = __float2half_rn(v); }
-__device__ __forceinline__ void from_float(float v, __nv_bfloat16& o) { o = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void from_float(double v, double& o) { o = v; }
 // the scale in the type's compute precision (double for double, else float)
 __device__ __forceinline__ float scale_of(float, double s) { return (float)s; }
 __device__ __forceinline__ float scale_of(__half, double s) { return (float)s; }
@@ -217,7 +207,7 @@ extern "C" __global__ void dropout_forward(const T* __restrict__ x, T* __restric
             Pack<bool, 4> m;
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                from_float(to_float(in.v[j]) * (keep[j] ? k : 0 * k), out.v[j]);
+                store_as(widen(in.v[j]) * (keep[j] ? k : 0 * k), out.v[j]);
                 m.v[j] = keep[j];
             }
             *reinterpret_cast<Pack<T, 4>*>(y + e) = out;
@@ -226,7 +216,7 @@ extern "C" __global__ void dropout_forward(const T* __restrict__ x, T* __restric
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 if (e + j < n) {
-                    from_float(to_float(x[e + j]) * (keep[j] ? k : 0 * k), y[e + j]);
+                    store_as(widen(x[e + j]) * (keep[j] ? k : 0 * k), y[e + j]);
                     mask[e + j] = keep[j];
                 }
             }
@@ -246,12 +236,12 @@ extern "C" __global__ void dropout_backward(const T* __restrict__ dy, const bool
             const Pack<bool, 4> m = *reinterpret_cast<const Pack<bool, 4>*>(mask + e);
             Pack<T, 4> out;
 #pragma unroll
-            for (int j = 0; j < 4; ++j) from_float(to_float(in.v[j]) * (m.v[j] ? k : 0 * k), out.v[j]);
+            for (int j = 0; j < 4; ++j) store_as(widen(in.v[j]) * (m.v[j] ? k : 0 * k), out.v[j]);
             *reinterpret_cast<Pack<T, 4>*>(dx + e) = out;
         } else {
 #pragma unroll
             for (int j = 0; j < 4; ++j)
-                if (e + j < n) from_float(to_float(dy[e + j]) * (mask[e + j] ? k : 0 * k), dx[e + j]);
+                if (e + j < n) store_as(widen(dy[e + j]) * (mask[e + j] ? k : 0 * k), dx[e + j]);
         }
     }
 }
@@ -260,7 +250,7 @@ extern "C" __global__ void dropout_backward(const T* __restrict__ dy, const bool
 extern "C" __global__ void philox4x32_10(const unsigned int* __restrict__ counters,
                                          const unsigned int* __restrict__ keys, unsigned int* __restrict__ out,
                                          long long n) {
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    for (long long i = thread_index(); i < n; i += grid_stride()) {
         const uint4 c = make_uint4(counters[4 * i], counters[4 * i + 1], counters[4 * i + 2], counters[4 * i + 3]);
         const uint4 r = philox(c, make_uint2(keys[2 * i], keys[2 * i + 1]));
         out[4 * i] = r.x;

@@ -38,15 +38,8 @@
 //
 // zt-variants: | ROP=red_max,T=__half,TO=__half,TPR=32 | ROP=red_argmax,T=__nv_bfloat16,TO=long long,TPR=256 | ROP=red_var,T=double,TO=double,CT=double,TPR=128 | ROP=red_sum,T=bool,TO=long long,CT=long long,IDX=long long | ROP=red_mean,T=__nv_bfloat16,TO=__nv_bfloat16 | ROP=red_any,T=float,TO=bool | ROP=red_prod,T=int,TO=long long,CT=long long | ROP=red_argmin,T=float,TO=long long,TPR=64
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
-#ifndef ZT_STRIDED
-#define ZT_STRIDED
-#endif
-#ifndef ZT_NULLABLE
-#define ZT_NULLABLE
-#endif
 #ifndef ROP
 #define ROP red_sum
 #endif
@@ -71,29 +64,6 @@
 #ifndef ZT_MAX_DIMS
 #define ZT_MAX_DIMS 8
 #endif
-
-// NOTE: the same storage conversions as elementwise.cu (kernels are compiled one file at a time, without
-// an include path of ours).
-template <typename U> struct Conv {
-    template <typename V> static __device__ __forceinline__ V load(U x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ U store(V v) { return static_cast<U>(v); }
-};
-template <> struct Conv<bool> {
-    template <typename V> static __device__ __forceinline__ V load(bool x) { return static_cast<V>(x); }
-    template <typename V> static __device__ __forceinline__ bool store(V v) { return v != V(0); }
-};
-template <> struct Conv<__half> {
-    template <typename V> static __device__ __forceinline__ V load(__half x) { return static_cast<V>(__half2float(x)); }
-    template <typename V> static __device__ __forceinline__ __half store(V v) { return __float2half_rn(static_cast<float>(v)); }
-};
-template <> struct Conv<__nv_bfloat16> {
-    template <typename V> static __device__ __forceinline__ V load(__nv_bfloat16 x) {
-        return static_cast<V>(__bfloat162float(x));
-    }
-    template <typename V> static __device__ __forceinline__ __nv_bfloat16 store(V v) {
-        return __float2bfloat16_rn(static_cast<float>(v));
-    }
-};
 
 template <typename V> __device__ __forceinline__ bool is_nan(V x) { return x != x; }
 template <typename V> __device__ __forceinline__ V lowest();
@@ -213,9 +183,6 @@ typedef typename R::A Acc;
 static_assert(sizeof(Acc) <= 32, "partial accumulators are stored in 32-byte slots");
 
 // ------------------------------------------------------------------------------------------ plumbing
-template <typename U, int N> struct alignas(sizeof(U) * N) Pack {
-    U v[N];
-};
 #define VEC ((int)(16 / sizeof(T)))
 
 struct Layout {  // the metadata in shared memory
@@ -239,18 +206,8 @@ __device__ __forceinline__ void load_layout(Layout& L, const long long* meta, in
     __syncthreads();
 }
 
-__device__ __forceinline__ IDX walk(IDX i, const IDX* shape, const IDX* strides, int nd) {
-    IDX off = 0;
-    for (int d = nd - 1; d >= 0; --d) {
-        IDX q = i / shape[d];
-        off += (i - q * shape[d]) * strides[d];
-        i = q;
-    }
-    return off;
-}
-
 __device__ __forceinline__ IDX red_offset(const Layout& L, IDX k) {
-    return L.n_red == 1 ? k * L.red_strides[0] : walk(k, L.red_shape, L.red_strides, L.n_red);
+    return L.n_red == 1 ? k * L.red_strides[0] : strided_offset(k, L.n_red, L.red_shape, L.red_strides);
 }
 
 // Combine the accumulators of groups of G consecutive threads (G a power of two <= BLOCK); the result is
@@ -288,7 +245,7 @@ extern "C" __global__ void reduce_inner(TO* out, ZT_NULLABLE unsigned char* part
     const long long k1 = k0 + chunk < K ? k0 + chunk : K;
     Acc acc = R::init();
     if (m < M) {
-        const T* row = x + walk(static_cast<IDX>(m), L.outer_shape, L.outer_strides, L.n_outer);
+        const T* row = x + strided_offset(static_cast<IDX>(m), L.n_outer, L.outer_shape, L.outer_strides);
         if (vec) {
             // k0 and the row start are VEC-aligned (the launcher checked): whole packs, then the row's tail
             const long long nv = (k1 - k0) / VEC;
@@ -324,7 +281,7 @@ extern "C" __global__ void reduce_outer(TO* out, ZT_NULLABLE unsigned char* part
     const long long k1 = k0 + chunk < K ? k0 + chunk : K;
     Acc acc = R::init();
     if (m < M) {
-        const T* col = x + walk(static_cast<IDX>(m), L.outer_shape, L.outer_strides, L.n_outer);
+        const T* col = x + strided_offset(static_cast<IDX>(m), L.n_outer, L.outer_shape, L.outer_strides);
 #pragma unroll 4
         for (long long k = k0 + ty; k < k1; k += BLOCK / 32)
             acc = R::combine(acc, R::make(Conv<T>::template load<CT>(col[red_offset(L, static_cast<IDX>(k))]), k));

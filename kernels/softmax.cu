@@ -40,8 +40,7 @@
 //
 // zt-variants: | T=__half | T=__nv_bfloat16 | T=double,CT=double | VEC=1 | ITEMS=1 | ITEMS=2 | ITEMS=8 | T=__half,ITEMS=8 | T=__nv_bfloat16,ITEMS=1 | T=double,CT=double,ITEMS=8
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
 
 #ifndef T
 #define T float
@@ -62,144 +61,6 @@ constexpr int kItems = (int)(ITEMS);
 // NOTE: backward caches two arrays (y and dy), so it keeps at most 32 values of each per thread to stay
 // within 128 registers (512-thread blocks) without spills: min(ITEMS, 32 / VEC) vectors.
 constexpr int kItemsBwd = kItems * kVec > 32 ? 32 / kVec : kItems;
-constexpr unsigned kFull = 0xffffffffu;
-
-// ------------------------------------------------------------------------------ storage <-> compute type
-__device__ __forceinline__ ct to_ct(float v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(double v) { return (ct)v; }
-__device__ __forceinline__ ct to_ct(__half v) { return (ct)__half2float(v); }
-__device__ __forceinline__ ct to_ct(__nv_bfloat16 v) { return (ct)__bfloat162float(v); }
-__device__ __forceinline__ void from_ct(ct v, float& o) { o = (float)v; }
-__device__ __forceinline__ void from_ct(ct v, double& o) { o = (double)v; }
-__device__ __forceinline__ void from_ct(ct v, __half& o) { o = __float2half_rn((float)v); }
-__device__ __forceinline__ void from_ct(ct v, __nv_bfloat16& o) { o = __float2bfloat16_rn((float)v); }
-
-__device__ __forceinline__ float zt_exp(float v) { return expf(v); }
-__device__ __forceinline__ double zt_exp(double v) { return exp(v); }
-__device__ __forceinline__ float zt_log(float v) { return logf(v); }
-__device__ __forceinline__ double zt_log(double v) { return log(v); }
-__device__ __forceinline__ float zt_max(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double zt_max(double a, double b) { return fmax(a, b); }
-__device__ __forceinline__ ct neg_inf() { return (ct)__int_as_float(0xff800000); }
-
-// VEC consecutive elements as one aligned load/store (16 bytes when VEC = 16 / sizeof(T)).
-template <typename U, int N> struct alignas(sizeof(U) * N) Pack { U v[N]; };
-typedef Pack<T, kVec> VecT;
-
-__device__ __forceinline__ void load_vec(const T* p, ct (&out)[kVec]) {
-    const VecT pk = *reinterpret_cast<const VecT*>(p);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) out[j] = to_ct(pk.v[j]);
-}
-__device__ __forceinline__ void store_vec(T* p, const ct (&in)[kVec]) {
-    VecT pk;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) from_ct(in[j], pk.v[j]);
-    *reinterpret_cast<VecT*>(p) = pk;
-}
-
-// ------------------------------------------------------------------------------ reductions over a row
-// The xor butterfly leaves the same value in every lane: at each step a lane and its partner add the same
-// two numbers (in swapped order, which float addition does not notice).
-__device__ __forceinline__ ct warp_sum(ct v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-    return v;
-}
-__device__ __forceinline__ ct warp_max(ct v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = zt_max(v, __shfl_xor_sync(kFull, v, o));
-    return v;
-}
-
-// Merge two running (max, sum of exp(x - max)) pairs; symmetric, so the butterfly stays lane-uniform.
-__device__ __forceinline__ void online_merge(ct& m, ct& s, ct m2, ct s2) {
-    const ct mx = zt_max(m, m2);
-    if (mx == neg_inf()) {  // both empty (or all -inf): keep (-inf, 0) instead of exp(-inf - -inf) = NaN
-        m = mx;
-        s = (ct)0;
-        return;
-    }
-    s = s * zt_exp(m - mx) + s2 * zt_exp(m2 - mx);
-    m = mx;
-}
-// Add one element to a running pair: one exp per element.
-__device__ __forceinline__ void online_add(ct& m, ct& s, ct v) {
-    if (v > m) {
-        s = s * zt_exp(m - v) + (ct)1;  // the first finite element: s = 0 * exp(-inf) + 1
-        m = v;
-    } else if (v != neg_inf()) {  // NOTE: -inf adds exp(-inf) = 0; skipping it avoids exp(-inf - -inf) = NaN
-        s += zt_exp(v - m);  // NaN in v (or in m) makes s NaN, as it should
-    }
-}
-
-// Row reductions: over the warp (BLOCK_ROW false) or the whole block (true). The block version begins with a
-// barrier so a previous reduction's readers are done with `red` before it is overwritten; every thread
-// then sums the 32 partials in the same order and gets the same value.
-template <bool BLOCK_ROW>
-__device__ __forceinline__ ct row_sum(ct v, ct* red) {
-    v = warp_sum(v);
-    if (!BLOCK_ROW) return v;
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    ct total = red[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); ++w) total += red[w];
-    return total;
-}
-template <bool BLOCK_ROW>
-__device__ __forceinline__ ct row_max(ct v, ct* red) {
-    v = warp_max(v);
-    if (!BLOCK_ROW) return v;
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    ct total = red[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); ++w) total = zt_max(total, red[w]);
-    return total;
-}
-template <bool BLOCK_ROW>
-__device__ __forceinline__ void row_online(ct& m, ct& s, ct* red_m, ct* red_s) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const ct m2 = __shfl_xor_sync(kFull, m, o);
-        const ct s2 = __shfl_xor_sync(kFull, s, o);
-        online_merge(m, s, m2, s2);
-    }
-    if (!BLOCK_ROW) return;
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) {
-        red_m[threadIdx.x >> 5] = m;
-        red_s[threadIdx.x >> 5] = s;
-    }
-    __syncthreads();
-    m = red_m[0];
-    s = red_s[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); ++w) online_merge(m, s, red_m[w], red_s[w]);
-}
-
-// Which rows a thread works on: R threads per row, `per_block` rows in flight per block.
-struct RowMap {
-    int R, t;                 // threads on a row, this thread's rank on it
-    long long first, step;    // first row, stride between this thread's rows
-};
-template <bool BLOCK_ROW>
-__device__ __forceinline__ RowMap row_map() {
-    RowMap r;
-    if (BLOCK_ROW) {
-        r.R = blockDim.x;
-        r.t = threadIdx.x;
-        r.first = blockIdx.x;
-        r.step = gridDim.x;
-    } else {
-        const int per_block = blockDim.x >> 5;
-        r.R = 32;
-        r.t = threadIdx.x & 31;
-        r.first = (long long)blockIdx.x * per_block + (threadIdx.x >> 5);
-        r.step = (long long)gridDim.x * per_block;
-    }
-    return r;
-}
 
 // ------------------------------------------------------------------------------ forward
 template <bool BLOCK_ROW>
@@ -211,12 +72,12 @@ __device__ __forceinline__ void softmax_forward_cached(const T* __restrict__ x, 
         const T* xr = x + row * cols;
         T* yr = y + row * cols;
         ct v[kItems][kVec];
-        ct m = neg_inf();
+        ct m = neg_inf<ct>();
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
             const int c = (i * rm.R + rm.t) * kVec;
             if (c < cols) {
-                load_vec(xr + c, v[i]);
+                load_pack(xr + c, v[i]);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) m = zt_max(m, v[i][j]);
             }
@@ -244,7 +105,7 @@ __device__ __forceinline__ void softmax_forward_cached(const T* __restrict__ x, 
                 ct o[kVec];
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) o[j] = is_log ? v[i][j] - k : v[i][j] * k;
-                store_vec(yr + c, o);
+                store_pack(yr + c, o);
             }
         }
     }
@@ -267,10 +128,10 @@ extern "C" __global__ void __launch_bounds__(512, 1) softmax_forward_online(cons
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* xr = x + row * cols;
         T* yr = y + row * cols;
-        ct m = neg_inf(), s = (ct)0;
+        ct m = neg_inf<ct>(), s = (ct)0;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct v[kVec];
-            load_vec(xr + c, v);
+            load_pack(xr + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) online_add(m, s, v[j]);
         }
@@ -278,10 +139,10 @@ extern "C" __global__ void __launch_bounds__(512, 1) softmax_forward_online(cons
         const ct k = is_log ? m + zt_log(s) : (ct)1 / s;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct v[kVec];
-            load_vec(xr + c, v);
+            load_pack(xr + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) v[j] = is_log ? v[j] - k : zt_exp(v[j] - m) * k;
-            store_vec(yr + c, v);
+            store_pack(yr + c, v);
         }
     }
 }
@@ -300,8 +161,8 @@ __device__ __forceinline__ void softmax_backward_cached(const T* __restrict__ y,
         for (int i = 0; i < kItemsBwd; ++i) {
             const int c = (i * rm.R + rm.t) * kVec;
             if (c < cols) {
-                load_vec(y + base + c, vy[i]);
-                load_vec(dy + base + c, vg[i]);
+                load_pack(y + base + c, vy[i]);
+                load_pack(dy + base + c, vg[i]);
 #pragma unroll
                 for (int j = 0; j < kVec; ++j) acc += is_log ? vg[i][j] : vg[i][j] * vy[i][j];
             }
@@ -315,7 +176,7 @@ __device__ __forceinline__ void softmax_backward_cached(const T* __restrict__ y,
 #pragma unroll
                 for (int j = 0; j < kVec; ++j)
                     o[j] = is_log ? vg[i][j] - zt_exp(vy[i][j]) * acc : vy[i][j] * (vg[i][j] - acc);
-                store_vec(dx + base + c, o);
+                store_pack(dx + base + c, o);
             }
         }
     }
@@ -346,19 +207,19 @@ extern "C" __global__ void __launch_bounds__(512, 1) softmax_backward_online(con
         ct acc = (ct)0;
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct vy[kVec], vg[kVec];
-            load_vec(y + base + c, vy);
-            load_vec(dy + base + c, vg);
+            load_pack(y + base + c, vy);
+            load_pack(dy + base + c, vg);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) acc += is_log ? vg[j] : vg[j] * vy[j];
         }
         acc = row_sum<true>(acc, red);
         for (long long c = (long long)threadIdx.x * kVec; c < cols; c += step) {
             ct vy[kVec], vg[kVec];
-            load_vec(y + base + c, vy);
-            load_vec(dy + base + c, vg);
+            load_pack(y + base + c, vy);
+            load_pack(dy + base + c, vg);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) vg[j] = is_log ? vg[j] - zt_exp(vy[j]) * acc : vy[j] * (vg[j] - acc);
-            store_vec(dx + base + c, vg);
+            store_pack(dx + base + c, vg);
         }
     }
 }
@@ -372,15 +233,15 @@ __device__ __forceinline__ void logsumexp_rows(const T* __restrict__ x, T* __res
     const long long step = (long long)rm.R * kVec;
     for (long long row = rm.first; row < rows; row += rm.step) {
         const T* xr = x + row * cols;
-        ct m = neg_inf(), s = (ct)0;
+        ct m = neg_inf<ct>(), s = (ct)0;
         for (long long c = (long long)rm.t * kVec; c < cols; c += step) {
             ct v[kVec];
-            load_vec(xr + c, v);
+            load_pack(xr + c, v);
 #pragma unroll
             for (int j = 0; j < kVec; ++j) online_add(m, s, v[j]);
         }
         row_online<BLOCK_ROW>(m, s, red_m, red_s);
-        if (rm.t == 0) from_ct(m + zt_log(s), out[row]);  // all -inf: -inf + log(0) = -inf
+        if (rm.t == 0) store_as<ct>(m + zt_log(s), out[row]);  // all -inf: -inf + log(0) = -inf
     }
 }
 

@@ -1,7 +1,8 @@
 """Run kernels/*.cu on the CPU, so their index math and launchers are tested on machines without a GPU.
 
 A .cu file is compiled with g++ after kernel_emulator.h (CUDA threads as cooperative fibers, blocks one
-after another, warp shuffles through per-warp slots) into a shared library, cached on disk by content hash.
+after another, warp shuffles through per-warp slots) into a shared library, cached on disk by content hash
+(of the file, the headers of kernels/ it includes, such as zt_device.cuh, and kernel_emulator.h).
 `load_kernel` has the loader's signature (zigtensor.backends.kernels.load_kernel) and returns a callable
 taking (grid, block, args, shared_mem=0, stream=None) with NumPy arrays in place of CuPy ones; tests
 install it into the launchers (zigtensor.backends.cuda_kernels._launch.loader) to run them end to end.
@@ -30,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from zigtensor.backends.kernel_check import LaunchLimits, check_launch
-from zigtensor.backends.kernel_source import normalize_defines, parse_signatures, read_source
+from zigtensor.backends.kernel_source import local_includes, normalize_defines, parse_signatures, read_source
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
 HEADER = Path(__file__).resolve().with_name("kernel_emulator.h")
@@ -116,7 +117,8 @@ def build(family: str, defines: dict | None = None):
     source, _ = read_source(KERNEL_DIR, family, defines)
     kernels = parse_signatures(source)
     text = _emulated_source(source, kernels)
-    digest = hashlib.sha256((text + HEADER.read_text() + " ".join(_FLAGS)).encode()).hexdigest()[:20]
+    headers = "".join(name + "\0" + body for name, body in local_includes(KERNEL_DIR, source))
+    digest = hashlib.sha256((text + headers + HEADER.read_text() + " ".join(_FLAGS)).encode()).hexdigest()[:20]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     lib_path = CACHE_DIR / f"{family}-{digest}.so"
     if not lib_path.exists():
@@ -124,7 +126,9 @@ def build(family: str, defines: dict | None = None):
         src_path.write_text(text)
         tmp = lib_path.with_suffix(f".{os.getpid()}.tmp")
         pch = _precompiled_header_dir()
-        cmd = ["g++", *_FLAGS, "-shared", *([f"-I{pch}"] if pch else []), f"-I{HEADER.parent}",
+        # NOTE: the source is written to the cache folder, so kernels/ reaches `#include "zt_device.cuh"`
+        # through -I only
+        cmd = ["g++", *_FLAGS, "-shared", *([f"-I{pch}"] if pch else []), f"-I{HEADER.parent}", f"-I{KERNEL_DIR}",
                f"-I{cuda_include_dir()}", str(src_path), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:

@@ -3,9 +3,10 @@ nvcc, with no register spills (ptxas -v); and with NVRTC, the loader's compiler,
 (the default variant: see test_compiles_with_nvrtc).
 The struct layouts the launch checker packs are checked against the compiler's with static_assert.
 
-The default variant is the file itself (it must compile standalone); the others are the text the loader
-compiles: its prelude of #defines, a #line, then the file. NOTE: not `nvcc -DT=...`: nvcc's implicit
-cuda_runtime.h would see the macros, and its templates name parameters T.
+The default variant is the file itself (it must compile standalone, with kernels/ on the include path for the
+shared zt_device.cuh); the others are the text the loader compiles: its prelude of #defines, a #line, then the
+file. NOTE: not `nvcc -DT=...`: nvcc's implicit cuda_runtime.h would see the macros, and its templates name
+parameters T.
 
 No GPU is needed: nvcc and NVRTC only compile. The nvcc tests skip where nvcc is missing.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from zigtensor.backends import kernel_compile, kernels
-from zigtensor.backends.kernel_source import parse_signatures, parse_variants, read_source
+from zigtensor.backends.kernel_source import local_includes, parse_signatures, parse_variants, read_source
 
 KERNEL_FILES = sorted(kernels.KERNEL_DIR.glob("*.cu"))
 ARCHS = ("sm_80", "sm_90a")
@@ -35,7 +36,7 @@ needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not installed")
 def nvcc(source: Path, archs: tuple[str, ...], out_dir: str) -> subprocess.CompletedProcess:
     """One nvcc run building a fatbin for every arch (the host-side front end runs once), ptxas -v on."""
     gencode = [f"-gencode=arch=compute_{a[3:]},code={a}" for a in archs]
-    cmd = [NVCC, "-fatbin", *gencode, "-std=c++17", "-Xptxas", "-v", str(source), "-o",
+    cmd = [NVCC, "-fatbin", *gencode, "-std=c++17", f"-I{kernels.KERNEL_DIR}", "-Xptxas", "-v", str(source), "-o",
            os.path.join(out_dir, "k.fatbin")]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir)
 
@@ -129,3 +130,62 @@ def test_compiles_with_nvrtc(path, tmp_path, monkeypatch):
     monkeypatch.setenv("ZT_KERNEL_CACHE", str(tmp_path))
     binary = kernels.compile_kernel(path.stem, arch=(9, 0))
     assert binary.read_bytes()[:4] == b"\x7fELF"
+
+
+# ------------------------------------------------------------------------------------------ the shared header
+SHARED_HEADER = "zt_device.cuh"
+
+
+def test_local_includes_follow_the_kernel_directorys_quoted_includes(tmp_path):
+    """What the cache key hashes: the quoted includes found in the kernel directory, through one another, once
+    each; not <system> headers, quoted ones found elsewhere, or includes inside comments."""
+    (tmp_path / "a.cuh").write_text('#pragma once\n#include "b.cuh"\nint a;\n')
+    (tmp_path / "b.cuh").write_text('#include "a.cuh"\nint b;\n')
+    source = ('#include <cuda_fp16.h>\n#include "a.cuh"\n  #  include "b.cuh"\n#include "cuda_bf16.h"\n'
+              '// #include "c.cuh"\n')
+    (tmp_path / "c.cuh").write_text("int c;\n")
+    assert local_includes(tmp_path, source) == (("a.cuh", '#pragma once\n#include "b.cuh"\nint a;\n'),
+                                                ("b.cuh", '#include "a.cuh"\nint b;\n'))
+    assert local_includes(tmp_path, "int x;\n") == ()
+
+
+def test_the_shared_header_defines_no_kernel():
+    """The signature parser reads the .cu file only, so a kernel in the header would be invisible to it."""
+    text = (kernels.KERNEL_DIR / SHARED_HEADER).read_text()
+    assert parse_signatures(text) == {}
+
+
+def test_editing_a_header_changes_the_cache_key(monkeypatch):
+    monkeypatch.setattr(kernel_compile, "nvrtc_version", lambda: (13, 0))
+    source = read_source(kernels.KERNEL_DIR, "copy")[0]
+    includes = local_includes(kernels.KERNEL_DIR, source)
+    edited = tuple((name, text + "\n// edited\n") for name, text in includes)
+    key = kernel_compile.cache_key(source, ("-I/k",), "-arch=sm_80", includes)
+    assert key == kernel_compile.cache_key(source, ("-I/k",), "-arch=sm_80", includes)
+    assert key != kernel_compile.cache_key(source, ("-I/k",), "-arch=sm_80", edited)
+    assert key != kernel_compile.cache_key(source, ("-I/k",), "-arch=sm_80")
+
+
+def test_nvrtc_compiles_the_kernel_directorys_header_whatever_the_working_directory(tmp_path, monkeypatch):
+    """The header comes from KERNEL_DIR (in memory, as hashed), not from a kernels/ under the working directory,
+    which is where NVRTC looks first for a quoted include of a file whose #line says kernels/<family>.cu. An
+    edited header gives another binary: the disk cache does not serve the old one."""
+    try:
+        kernel_compile.nvrtc_version()
+    except RuntimeError as e:
+        pytest.skip(f"NVRTC is not available: {e}")
+    kdir = tmp_path / "kernels"
+    kdir.mkdir()
+    for f in ("copy.cu", SHARED_HEADER):
+        (kdir / f).write_text((kernels.KERNEL_DIR / f).read_text())
+    decoy = tmp_path / "cwd" / "kernels"
+    decoy.mkdir(parents=True)
+    (decoy / SHARED_HEADER).write_text('#error "the header of the working directory"\n')
+    monkeypatch.chdir(decoy.parent)
+    monkeypatch.setattr(kernels, "KERNEL_DIR", kdir)
+    monkeypatch.setenv("ZT_KERNEL_CACHE", str(tmp_path / "cache"))
+    first = kernels.compile_kernel("copy", arch=(8, 0))
+    assert first.read_bytes()[:4] == b"\x7fELF"
+    (kdir / SHARED_HEADER).write_text((kdir / SHARED_HEADER).read_text() + "\n#define ZT_EDITED 1\n")
+    second = kernels.compile_kernel("copy", arch=(8, 0))
+    assert second != first and second.read_bytes()[:4] == b"\x7fELF"

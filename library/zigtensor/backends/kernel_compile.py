@@ -7,7 +7,8 @@ messages do not name our file. Nothing here needs a GPU: only NVRTC (libnvrtc) a
 
 The disk cache: one file per binary under ~/.cache/zigtensor/kernels (ZT_KERNEL_CACHE moves it; "off"
 disables it: a temporary directory per process), named by the SHA-256 of everything that shapes the binary:
-the full source with its prelude, the options (include dirs among them), the target arch and NVRTC's
+the full source with its prelude, the text of the kernel directory's headers it includes (zt_device.cuh: an
+edited header recompiles every kernel), the options (include dirs among them), the target arch and NVRTC's
 version. A second process computes the same name and loads the file without compiling; writes go to a
 temporary file first and are renamed into place (atomic on POSIX), so processes compiling the same kernel
 at once never read half a file.
@@ -119,12 +120,19 @@ def _first_error(log: str, filename: str) -> tuple[str, int | None, str]:
     return m.group("file"), int(m.group("line")), m.group("msg").strip()
 
 
-def compile_source(source: str, filename: str, options: tuple[str, ...], arch: str, kind: str) -> bytes:
-    """NVRTC: source -> cubin or PTX bytes; KernelCompileError with the file, line and message on failure."""
+def compile_source(source: str, filename: str, options: tuple[str, ...], arch: str, kind: str,
+                   includes: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """NVRTC: source -> cubin or PTX bytes; KernelCompileError with the file, line and message on failure.
+
+    `includes`: (name, text) of the kernel directory's headers, handed to NVRTC in memory (they take precedence
+    over its include path). NOTE: so the text compiled is the text the cache key hashed: NVRTC would otherwise
+    look for a quoted include first beside the file that the `#line` names, kernels/<family>.cu relative to the
+    working directory, which can be another checkout's kernels/ than KERNEL_DIR."""
     nvrtc = _nvrtc()
     nvrtc_version()  # a missing libnvrtc as a one-line RuntimeError before any program is made
     all_options = (*options, arch)
-    prog = nvrtc.createProgram(source, filename, (), ())
+    prog = nvrtc.createProgram(source, filename, tuple(text.encode() for _, text in includes),
+                               tuple(name.encode() for name, _ in includes))
     try:
         try:
             nvrtc.compileProgram(prog, all_options)
@@ -136,9 +144,11 @@ def compile_source(source: str, filename: str, options: tuple[str, ...], arch: s
         nvrtc.destroyProgram(prog)
 
 
-def cache_key(source: str, options: tuple[str, ...], arch: str) -> str:
+def cache_key(source: str, options: tuple[str, ...], arch: str, includes: tuple[tuple[str, str], ...] = ()) -> str:
+    """SHA-256 of what shapes the binary; `includes`: (name, text) of the headers the source includes."""
     h = hashlib.sha256()
-    for part in (CACHE_FORMAT, repr(nvrtc_version()), arch, "\0".join(options), source):
+    headers = [part for name_text in includes for part in name_text]
+    for part in (CACHE_FORMAT, repr(nvrtc_version()), arch, "\0".join(options), source, *headers):
         h.update(part.encode())
         h.update(b"\0\0")
     return h.hexdigest()
@@ -147,20 +157,22 @@ def cache_key(source: str, options: tuple[str, ...], arch: str) -> str:
 _session_dir: Path | None = None
 
 
-def binary_path(source: str, filename: str, options: tuple[str, ...], arch: str, kind: str) -> Path:
+def binary_path(source: str, filename: str, options: tuple[str, ...], arch: str, kind: str,
+                includes: tuple[tuple[str, str], ...] = ()) -> Path:
     """The file holding the binary for this source and options (what `cupy.RawModule(path=...)` loads): from
     the disk cache when an earlier process made it, else compiled now and stored there. With the cache off,
-    a temporary directory of this process holds it."""
+    a temporary directory of this process holds it. `includes`: (name, text) of the kernel directory's headers
+    the source includes (kernel_source.local_includes): hashed into the key and compiled from memory."""
     global _session_dir
     directory = cache_dir()
     if directory is None:
         if _session_dir is None:
             _session_dir = Path(tempfile.mkdtemp(prefix="zigtensor-kernels-"))
         directory = _session_dir
-    path = directory / f"{cache_key(source, options, arch)}.{kind}"
+    path = directory / f"{cache_key(source, options, arch, includes)}.{kind}"
     if path.is_file():
         return path
-    binary = compile_source(source, filename, options, arch, kind)
+    binary = compile_source(source, filename, options, arch, kind, includes)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-", delete=False) as f:

@@ -1,5 +1,8 @@
-"""Kernel sources as text: reading kernels/<family>.cu with #defines prepended, its variant lists, and the
-signatures of its `extern "C" __global__` kernels (with the struct types they take by value).
+"""Kernel sources as text: reading kernels/<family>.cu with #defines prepended, the kernel directory's headers
+it includes (kernels/zt_device.cuh), its variant lists, and the signatures of its `extern "C" __global__` kernels
+(with the struct types they take by value). Signatures come from the file's own text: what a header defines is
+never parsed, so a header holds device helpers only, never a kernel, a parameter type or a macro a kernel
+signature uses.
 
 Nothing here needs CuPy or a GPU: the launch checker (kernel_check.py) and the compile test use it as is.
 """
@@ -134,6 +137,25 @@ def read_source(kernel_dir: Path, family: str, defines: dict | None = None) -> t
     path = kernel_path(kernel_dir, family)
     filename = f"kernels/{family}.cu"
     return prelude(normalize_defines(defines), filename) + path.read_text(), filename
+
+
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.MULTILINE)
+
+
+def local_includes(kernel_dir: Path, source: str) -> tuple[tuple[str, str], ...]:
+    """The headers of the kernel directory that `source` includes with `#include "name"`, directly or through
+    one another: (name, text) pairs in the order first met. They are part of what a binary is compiled from,
+    so the disk cache key hashes their text; a quoted include that is not in the directory (a CUDA header
+    spelled with quotes) is left to the compiler's include path."""
+    found: dict[str, str] = {}
+    pending = [source]
+    while pending:
+        for name in _LOCAL_INCLUDE.findall(strip_comments(pending.pop(0))):
+            path = Path(kernel_dir) / name
+            if name not in found and path.is_file():
+                found[name] = path.read_text()
+                pending.append(found[name])
+    return tuple(found.items())
 
 
 def parse_variants(source: str) -> list[dict[str, str]]:

@@ -5,7 +5,8 @@
     kernel(grid, block, (src, dst, n))          # refused with a KernelLaunchError naming the argument if wrong
 
 Where the .cu files are (KERNEL_DIR): $ZT_KERNEL_DIR, else the repository's kernels/ (a source checkout or an
-editable install), else the copy a wheel installs under <prefix>/share/zigtensor/kernels.
+editable install), else the copy a wheel installs under <prefix>/share/zigtensor/kernels. The headers they
+share (zt_device.cuh) sit beside them: NVRTC gets -I KERNEL_DIR, and the disk cache key hashes their text.
 Pieces: kernel_source.py (text, defines, signatures), kernel_check.py (launch checking, pure),
 kernel_compile.py (NVRTC, arch, disk cache). docs/cuda.md explains the whole path.
 """
@@ -24,6 +25,7 @@ from .kernel_source import (
     KernelSourceError,
     Param,
     ctype_of,
+    local_includes,
     normalize_defines,
     parse_signatures,
     parse_variants,
@@ -62,7 +64,8 @@ def _options(options: tuple) -> tuple[str, ...]:
     if not isinstance(options, (tuple, list)) or not all(isinstance(o, str) for o in options):
         raise KernelSourceError(f"options must be a tuple of NVRTC option strings, got {options!r}")
     debug = ("--device-debug",) if os.environ.get("ZT_KERNEL_DEBUG") == "1" else ()
-    return (*DEFAULT_OPTIONS, *debug, *include_options(), *options)
+    # NOTE: the kernel directory first, so `#include "zt_device.cuh"` finds this directory's copy
+    return (*DEFAULT_OPTIONS, *debug, f"-I{KERNEL_DIR}", *include_options(), *options)
 
 
 def compile_kernel(family: str, defines: dict | None = None, options: tuple = (), arch: tuple[int, int] = (9, 0),
@@ -71,7 +74,7 @@ def compile_kernel(family: str, defines: dict | None = None, options: tuple = ()
     the disk cache. load_kernel does this for the current device."""
     source, filename = read_source(KERNEL_DIR, family, defines)
     arch_opt, kind = arch_option(*arch, supported_archs)
-    return binary_path(source, filename, _options(tuple(options)), arch_opt, kind)
+    return binary_path(source, filename, _options(tuple(options)), arch_opt, kind, local_includes(KERNEL_DIR, source))
 
 
 _modules: dict[tuple[Path, int], object] = {}  # (binary path, device) -> cupy.RawModule
@@ -82,9 +85,10 @@ class CheckedKernel:
     (kernel_check.check_launch) and runs it on the current device, compiling for that device on first use."""
 
     def __init__(self, family: str, name: str, defines: tuple, options: tuple, signature: KernelSignature,
-                 source: str, filename: str, cupy_module):
+                 source: str, filename: str, cupy_module, includes: tuple[tuple[str, str], ...] = ()):
         self.family, self.name, self.signature = family, name, signature
         self._defines, self._options, self._source, self._filename = defines, options, source, filename
+        self._includes = includes  # (name, text) of the headers the source includes: part of the cache key
         self._per_device: dict[int, tuple[object, LaunchLimits]] = {}
         self._cp = cupy_module
         self._optin: dict[int, int] = {}
@@ -100,7 +104,7 @@ class CheckedKernel:
             from cupy.cuda import nvrtc
 
             arch_opt, kind = arch_option(props.major, props.minor, tuple(nvrtc.getSupportedArchs()))
-            path = binary_path(self._source, self._filename, self._options, arch_opt, kind)
+            path = binary_path(self._source, self._filename, self._options, arch_opt, kind, self._includes)
             with cp.cuda.Device(device):
                 module = _modules.get((path, device))
                 if module is None:  # one module per (family, defines, options, device): its kernels share it
@@ -148,7 +152,8 @@ def load_kernel(family: str, name: str, defines: dict | None = None, options: tu
         if name not in signatures:
             raise KernelSourceError(f'{filename} has no extern "C" __global__ kernel {name!r}; it has '
                                     f"{sorted(signatures)}")
-        kernel = CheckedKernel(family, name, key[2], _options(tuple(options)), signatures[name], source, filename, cp)
+        kernel = CheckedKernel(family, name, key[2], _options(tuple(options)), signatures[name], source, filename, cp,
+                               local_includes(KERNEL_DIR, source))
         kernel._function(cuda.current_device())  # compile errors surface here, where the launcher asks
         _loaded[key] = kernel
     return kernel

@@ -1,6 +1,7 @@
-"""What the row-wise launchers (softmax, norm, cross_entropy, embedding, random, optim, pool) share: the kernel
-loader (swappable), the array module of the inputs, C type names, device pointers, vector widths and the
-device's SM count.
+"""What every launcher shares: the kernel loader (swappable) and its cache of kernel handles, the array module
+of the inputs, C type names and compute types, device pointers, vector widths, the device's SM count, and the
+plans of the row-wise kernels (softmax, norm, cross_entropy). The strided launchers (elementwise, reduce,
+index, copy) add their layout planning in strided.py.
 
 The launchers are written against NumPy's API and take the module from their inputs, so the same code runs
 on CuPy arrays (the GPU) and on NumPy arrays under tests/kernel_emulator.py, which installs its CPU stand-in
@@ -8,6 +9,8 @@ for the loader here (`loader`).
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import ml_dtypes
 import numpy as np
@@ -21,12 +24,14 @@ _kernels: dict = {}
 _sm_counts: dict = {}
 
 
-def kernel(family: str, name: str, defines: dict):
-    """The checked kernel `name` of kernels/<family>.cu with these defines, cached per loader."""
+def kernel(family: str, name: str, defines: dict | tuple):
+    """The checked kernel `name` of kernels/<family>.cu with these defines, cached per loader. `defines`: a dict,
+    or a tuple of (name, value) pairs, which the strided launchers build per launch because it is cheaper to
+    hash than a dict to sort."""
     load = loader
     if load is None:
         from ..kernels import load_kernel as load
-    key = (id(load), family, name, tuple(sorted(defines.items())))
+    key = (id(load), family, name, defines if isinstance(defines, tuple) else tuple(sorted(defines.items())))
     k = _kernels.get(key)
     if k is None:
         k = _kernels[key] = load(family, name, dict(defines))
@@ -45,13 +50,20 @@ def array_module(x):
 
 
 def ctype(dtype) -> str:
-    """The C spelling of a NumPy dtype, for a `-D` define: float32 -> 'float', bfloat16 -> '__nv_bfloat16'."""
-    return ctype_of(np.dtype(dtype))
+    """The C spelling of a dtype (NumPy, CuPy or zigtensor), for a `-D` define: float32 -> 'float', bfloat16 ->
+    '__nv_bfloat16'."""
+    return ctype_of(dtype)
 
 
-def compute_ctype(dtype) -> str:
-    """What kernels compute in: double for float64, float for the other floats."""
-    return "double" if np.dtype(dtype) == np.float64 else "float"
+def compute_ctype(*dtypes) -> str:
+    """What kernels compute in: double if any dtype is float64, float if any is another float, else long long
+    (integers and bool). None entries are skipped."""
+    kinds = [np.dtype(d) for d in dtypes if d is not None]
+    if any(d == np.float64 for d in kinds):
+        return "double"
+    if any(d.kind in "fV" or d.name == "bfloat16" for d in kinds):
+        return "float"
+    return "long long"
 
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32), np.dtype(np.float64))
@@ -87,6 +99,26 @@ def sm_count(xp) -> int:
     if n is None:
         n = _sm_counts[dev] = int(xp.cuda.Device(dev).attributes["MultiProcessorCount"])
     return n
+
+
+class DeviceArrayCache:
+    """Small device arrays (layouts, pointer tables) kept by key, the least recently used dropped past `limit`:
+    the same few recur every training step, so each is uploaded once."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._arrays: OrderedDict = OrderedDict()
+
+    def get(self, key, make):
+        """The array kept under key, else make() kept there."""
+        arr = self._arrays.get(key)
+        if arr is None:
+            arr = self._arrays[key] = make()
+            if len(self._arrays) > self.limit:
+                self._arrays.popitem(last=False)
+        else:
+            self._arrays.move_to_end(key)
+        return arr
 
 
 def blocks(work: int, per_block: int, cap: int = 2**31 - 1) -> int:

@@ -12,6 +12,7 @@ dst must not overlap src unless they are the same view.
 from __future__ import annotations
 
 from . import strided as S
+from ._launch import ctype, kernel
 
 FAMILY = "copy"
 
@@ -32,15 +33,15 @@ def copy(dst, src) -> None:
     n = int(dst.size)
     if n == 0:
         return
-    types = (("SRC_T", S.ctype(src.dtype)), ("DST_T", S.ctype(dst.dtype)))
+    types = (("SRC_T", ctype(src.dtype)), ("DST_T", ctype(dst.dtype)))
     if tuple(src.shape) == tuple(dst.shape) and src.flags.c_contiguous and dst.flags.c_contiguous:
         vec = 16 // max(src.dtype.itemsize, dst.dtype.itemsize)
         aligned = src.data.ptr % (vec * src.dtype.itemsize) == 0 and dst.data.ptr % (vec * dst.dtype.itemsize) == 0
         name, work = ("copy_contiguous_vec", -(-n // vec)) if aligned else ("copy_contiguous", n)
-        S.kernel(FAMILY, name, types)(S.grid_for(work), S.BLOCK, (src, dst, n))
+        kernel(FAMILY, name, types)(S.grid_for(work), S.BLOCK, (src, dst, n))
         return
     fields, idx = layout(dst.shape, S.element_strides(dst), src.shape, S.element_strides(src))
-    S.kernel(FAMILY, "copy_strided", (*types, ("IDX", idx)))(S.grid_for(n), S.BLOCK, (src, dst, n, fields))
+    kernel(FAMILY, "copy_strided", (*types, ("IDX", idx)))(S.grid_for(n), S.BLOCK, (src, dst, n, fields))
 
 
 def astype(x, dtype):

@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from . import strided as S
+from ._launch import array_module, compute_ctype, ctype, data_ptr, kernel
 
 FAMILY = "elementwise"
 _CTYPE_SIZES = {"bool": 1, "signed char": 1, "unsigned char": 1, "short": 2, "__half": 2, "__nv_bfloat16": 2,
@@ -158,7 +159,7 @@ def apply(op: str, operands: list, out=None, dtype=None, casting: str = "same_ki
     except ValueError:
         described = " ".join(map(str, shapes)) + ("" if out is None else f" and output {tuple(out.shape)}")
         raise ValueError(f"{op}: operands could not be broadcast together with shapes {described}") from None
-    xp = S.xp_of(arrays[0])
+    xp = array_module(arrays[0])
     if out is None:
         out = xp.empty(shape, dtype=result)
     else:
@@ -166,15 +167,15 @@ def apply(op: str, operands: list, out=None, dtype=None, casting: str = "same_ki
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if n == 0:
         return out
-    compute = S.compute_ctype(out.dtype, *loops, *(x.dtype for x in arrays))
+    compute = compute_ctype(out.dtype, *loops, *(x.dtype for x in arrays))
     if op == "invert" and operands[0].dtype == np.bool_:
         op = "logical_not"  # NumPy's ~ on bool is logical not (the integer ~1 would be -2, i.e. True)
     scal = S.scalar_ctype(compute)
     # storage types: arrays as they are (the load converts), scalars as their loop dtype
-    types = [S.ctype(x.dtype if _is_array(x) else loops[i]) for i, x in enumerate(operands)]
+    types = [ctype(x.dtype if _is_array(x) else loops[i]) for i, x in enumerate(operands)]
     while len(types) < 3:
         types.append(types[0])
-    defines = (("ZT_ARITY", str(arity)), ("OP", f"op_{op}"), ("TO", S.ctype(out.dtype)), ("TA", types[0]),
+    defines = (("ZT_ARITY", str(arity)), ("OP", f"op_{op}"), ("TO", ctype(out.dtype)), ("TA", types[0]),
                ("TB", types[1]), ("TC", types[2]), ("CT", compute), ("ST", scal))
     smask = 0
     scalars = [0.0 if scal == "double" else 0] * arity
@@ -191,10 +192,10 @@ def apply(op: str, operands: list, out=None, dtype=None, casting: str = "same_ki
     if same_shape and out.flags.c_contiguous and all(x.flags.c_contiguous for x in arrays):
         # VEC exactly as the kernel computes it: 16 bytes over the widest of TO, TA, TB, TC
         vec = 16 // max(out.dtype.itemsize, *(_CTYPE_SIZES[t] for t in types))
-        aligned = all(S.data_ptr(x) % (vec * x.dtype.itemsize) == 0 for x in (out, *arrays))
+        aligned = all(data_ptr(x) % (vec * x.dtype.itemsize) == 0 for x in (out, *arrays))
         name = f"ew{arity}_vec" if aligned else f"ew{arity}_contig"
         work = -(-n // vec) if aligned else n
-        S.kernel(FAMILY, name, defines)(S.grid_for(work, xp), S.BLOCK, (out, *ptrs, *tail, n))
+        kernel(FAMILY, name, defines)(S.grid_for(work, xp), S.BLOCK, (out, *ptrs, *tail, n))
         return out
     # strided: out's strides, each array's broadcast strides, scalars' zeros
     strides = [S.element_strides(out)]
@@ -207,7 +208,7 @@ def apply(op: str, operands: list, out=None, dtype=None, casting: str = "same_ki
                          f"strided kernels take at most {S.MAX_DIMS}")
     defines += (("IDX", S.index_ctype(m_shape, m_strides)),)
     meta = S.meta_array(tuple(m_shape) + tuple(v for s in m_strides for v in s), xp)
-    S.kernel(FAMILY, f"ew{arity}_strided", defines)(S.grid_for(n, xp), S.BLOCK,
+    kernel(FAMILY, f"ew{arity}_strided", defines)(S.grid_for(n, xp), S.BLOCK,
                                                      (out, *ptrs, *tail, n, len(m_shape), meta))
     return out
 
@@ -271,19 +272,19 @@ def bias_act(x, bias, act: str = "none", residual=None, out=None):
             y = unary(act, y)
         return y if residual is None else binary("add", y, residual, out=out)
     if out is None:
-        out = S.xp_of(x).empty(x.shape, dtype=x.dtype)
+        out = array_module(x).empty(x.shape, dtype=x.dtype)
     n = int(x.size)
     if n == 0:
         return out
-    compute = S.compute_ctype(x.dtype)
-    defines = (("ZT_ARITY", "0"), ("ACT", f"act_{act}"), ("TO", S.ctype(out.dtype)), ("TA", S.ctype(x.dtype)),
+    compute = compute_ctype(x.dtype)
+    defines = (("ZT_ARITY", "0"), ("ACT", f"act_{act}"), ("TO", ctype(out.dtype)), ("TA", ctype(x.dtype)),
                ("CT", compute), ("ST", S.scalar_ctype(compute)))
     vec = 16 // max(x.dtype.itemsize, out.dtype.itemsize)
-    aligned = ncols % vec == 0 and all(t is None or S.data_ptr(t) % 16 == 0 for t in (x, bias, residual, out))
+    aligned = ncols % vec == 0 and all(t is None or data_ptr(t) % 16 == 0 for t in (x, bias, residual, out))
     flags = (bias is not None) | ((residual is not None) << 1)
     name = "bias_act_vec" if aligned else "bias_act_contig"
     work = -(-n // vec) if aligned else n
-    S.kernel(FAMILY, name, defines)(S.grid_for(work, S.xp_of(x)), S.BLOCK,
+    kernel(FAMILY, name, defines)(S.grid_for(work, array_module(x)), S.BLOCK,
                                     (out, x, bias, residual, n, ncols, flags))
     return out
 

@@ -23,14 +23,15 @@ import os
 import numpy as np
 
 from . import strided as S
+from ._launch import array_module, compute_ctype, ctype, data_ptr, kernel, sm_count
 
 FAMILY = "index"
 _TRI_MODES = {"tril": 0, "triu": 1, "tri": 2, "eye": 3}
 
 
 def _defines(t, to=None, compute=None, **extra) -> tuple:
-    compute = compute or S.compute_ctype(t, to)
-    d = (("T", S.ctype(t)), ("TO", S.ctype(to if to is not None else t)), ("CT", compute),
+    compute = compute or compute_ctype(t, to)
+    d = (("T", ctype(t)), ("TO", ctype(to if to is not None else t)), ("CT", compute),
          ("ST", S.scalar_ctype(compute)))
     return d + tuple((k, str(v)) for k, v in extra.items())
 
@@ -43,15 +44,15 @@ def fill(x, value) -> None:
         return
     d = _defines(x.dtype)
     v = int(value) if d[2][1] == "long long" else float(value)
-    xp = S.xp_of(x)
-    if x.flags.c_contiguous and S.data_ptr(x) % 16 == 0:
+    xp = array_module(x)
+    if x.flags.c_contiguous and data_ptr(x) % 16 == 0:
         work = -(-n // max(1, 16 // x.dtype.itemsize))
-        S.kernel(FAMILY, "fill_vec", d)(S.grid_for(work, xp), S.BLOCK, (x, v, n))
+        kernel(FAMILY, "fill_vec", d)(S.grid_for(work, xp), S.BLOCK, (x, v, n))
         return
     shape, (strides,) = S.merge_dims(tuple(x.shape), [S.element_strides(x)])
     d += (("IDX", S.index_ctype(shape, [strides])),)
     meta = S.meta_array(tuple(shape) + tuple(strides), xp)
-    S.kernel(FAMILY, "fill_strided", d)(S.grid_for(n, xp), S.BLOCK, (x, v, n, len(shape), meta))
+    kernel(FAMILY, "fill_strided", d)(S.grid_for(n, xp), S.BLOCK, (x, v, n, len(shape), meta))
 
 
 def arange(n: int, start, step, dtype, xp=None):
@@ -62,7 +63,7 @@ def arange(n: int, start, step, dtype, xp=None):
         d = _defines(np.dtype(dtype))
         compute = d[2][1]
         conv = int if compute == "long long" else float
-        S.kernel(FAMILY, "arange", d)(S.grid_for(n, xp), S.BLOCK, (out, conv(start), conv(step), n))
+        kernel(FAMILY, "arange", d)(S.grid_for(n, xp), S.BLOCK, (out, conv(start), conv(step), n))
     return out
 
 
@@ -71,7 +72,7 @@ def tri(x, shape: tuple, k: int, mode: str, dtype, xp=None):
     shape (R, C) (x is None). The result is C-contiguous."""
     if mode not in _TRI_MODES:
         raise ValueError(f"tri: mode must be one of {sorted(_TRI_MODES)}, got {mode!r}")
-    xp = S.xp_of(x) if x is not None else (xp or S.default_xp())
+    xp = array_module(x) if x is not None else (xp or S.default_xp())
     out = xp.empty(shape, dtype=dtype)
     n = int(out.size)
     if n == 0:
@@ -79,7 +80,7 @@ def tri(x, shape: tuple, k: int, mode: str, dtype, xp=None):
     strides = S.element_strides(x) if x is not None else (0,) * len(shape)
     d = _defines(np.dtype(dtype), IDX=S.index_ctype(list(shape), [list(strides)]))
     meta = S.meta_array(tuple(shape) + tuple(strides), xp)
-    S.kernel(FAMILY, "tri", d)(S.grid_for(n, xp), S.BLOCK, (out, x, n, len(shape), int(k), _TRI_MODES[mode], meta))
+    kernel(FAMILY, "tri", d)(S.grid_for(n, xp), S.BLOCK, (out, x, n, len(shape), int(k), _TRI_MODES[mode], meta))
     return out
 
 
@@ -88,7 +89,7 @@ def _stack_indices(index_arrays: list, bshape: tuple):
     """The index arrays broadcast to bshape, as one (n_adv, nb) int64 C-contiguous array."""
     from . import elementwise
 
-    cp = S.xp_of(index_arrays[0])
+    cp = array_module(index_arrays[0])
     nb = math.prod(bshape)
     if len(index_arrays) == 1:
         a = index_arrays[0]
@@ -147,7 +148,7 @@ def take(view, adv_axes: tuple, index_arrays: list, bpos: int):
     together); the result (C-contiguous) has the index block at position bpos among the other dims."""
     bshape = tuple(np.broadcast_shapes(*(tuple(a.shape) for a in index_arrays)))
     shape = _result_shape(view, adv_axes, bshape, bpos)
-    xp = S.xp_of(view)
+    xp = array_module(view)
     out = xp.empty(shape, dtype=view.dtype)
     n = int(out.size)
     if n == 0:
@@ -158,7 +159,7 @@ def take(view, adv_axes: tuple, index_arrays: list, bpos: int):
     d = _defines(view.dtype, IDX=_index_ctype(n, dims, [dstrides], adv, len(adv_axes)))
     meta = S.meta_array(tuple(dims) + tuple(dstrides) + adv, xp)
     err = _err_flag(xp)
-    S.kernel(FAMILY, "gather", d)(S.grid_for(n, xp), S.BLOCK, (out, view, idx, n, nb, len(adv_axes), len(dims),
+    kernel(FAMILY, "gather", d)(S.grid_for(n, xp), S.BLOCK, (out, view, idx, n, nb, len(adv_axes), len(dims),
                                                             bpos, meta, err))
     _check_err(err, "index")
     return out
@@ -169,7 +170,7 @@ def put(view, adv_axes: tuple, index_arrays: list, bpos: int, values, accumulate
     or a scalar) broadcast to the index space and converted to view's dtype."""
     from . import elementwise
 
-    cp = xp = S.xp_of(view)
+    cp = xp = array_module(view)
     bshape = tuple(np.broadcast_shapes(*(tuple(a.shape) for a in index_arrays)))
     shape = _result_shape(view, adv_axes, bshape, bpos)
     n = math.prod(shape)
@@ -197,7 +198,7 @@ def put(view, adv_axes: tuple, index_arrays: list, bpos: int, values, accumulate
     meta = S.meta_array(tuple(dims) + tuple(dstrides) + tuple(vspace) + adv, xp)
     err = _err_flag(xp)
     name = "index_add" if accumulate else "index_put"
-    S.kernel(FAMILY, name, d)(S.grid_for(n, xp), S.BLOCK, (view, values, idx, n, nb, len(adv_axes), len(dims), bpos,
+    kernel(FAMILY, name, d)(S.grid_for(n, xp), S.BLOCK, (view, values, idx, n, nb, len(adv_axes), len(dims), bpos,
                                                         meta, err))
     _check_err(err, "index_add" if accumulate else "__setitem__")
 
@@ -211,12 +212,12 @@ def _scan_rows(out, x, axis: int, op: str, compute: str, carry, P: int, chunk: i
                                                                         tuple(os_[d] for d in outer)])
     rows = math.prod(o_shape) if o_shape else 1
     length = x.shape[axis]
-    d = (("T", S.ctype(x.dtype)), ("TO", S.ctype(out.dtype)), ("CT", compute), ("ST", S.scalar_ctype(compute)),
+    d = (("T", ctype(x.dtype)), ("TO", ctype(out.dtype)), ("CT", compute), ("ST", S.scalar_ctype(compute)),
          ("SCAN", f"scan_{op}"),
          ("IDX", S.index_ctype(list(o_shape) + [length], [list(xo) + [xs[axis]], list(oo) + [os_[axis]]])))
-    meta = S.meta_array(tuple(o_shape) + tuple(xo) + tuple(oo) + (xs[axis], os_[axis]), S.xp_of(x))
+    meta = S.meta_array(tuple(o_shape) + tuple(xo) + tuple(oo) + (xs[axis], os_[axis]), array_module(x))
     flags = (carry is not None) | (exclusive << 1)
-    S.kernel(FAMILY, "scan_rows", d)((rows, P), S.BLOCK, (out, x, carry, rows, length, chunk, len(o_shape), meta,
+    kernel(FAMILY, "scan_rows", d)((rows, P), S.BLOCK, (out, x, carry, rows, length, chunk, len(o_shape), meta,
                                                           flags))
     return d, meta, rows, length
 
@@ -226,7 +227,7 @@ def scan(op: str, x, axis: int, dtype=None, exclusive: bool = False):
     (integers and bool accumulate in int64)."""
     if op not in ("add", "mul"):
         raise ValueError(f"scan: op must be 'add' or 'mul', got {op!r}")
-    cp = xp = S.xp_of(x)
+    cp = xp = array_module(x)
     out_dtype = np.dtype(dtype) if dtype is not None else \
         (np.cumsum if op == "add" else np.cumprod)(np.ones(1, x.dtype)).dtype
     out = cp.empty(x.shape, dtype=out_dtype)
@@ -238,12 +239,12 @@ def scan(op: str, x, axis: int, dtype=None, exclusive: bool = False):
         elementwise.copy(out, x)
         return out
     axis = axis % x.ndim
-    compute = S.compute_ctype(x.dtype, out_dtype)
+    compute = compute_ctype(x.dtype, out_dtype)
     length = x.shape[axis]
     rows = x.size // length
     tile = S.BLOCK * 4  # BLOCK * ITEMS elements per tile
     # split long rows over P blocks when the rows alone do not fill the GPU
-    P = max(1, min(-(-length // (8 * tile)), -(-2 * S.sm_count(xp) * 8 // rows), 65535))
+    P = max(1, min(-(-length // (8 * tile)), -(-2 * sm_count(xp) * 8 // rows), 65535))
     chunk = -(-length // P)
     P = -(-length // chunk)
     if P == 1:
@@ -254,10 +255,10 @@ def scan(op: str, x, axis: int, dtype=None, exclusive: bool = False):
     xs = S.element_strides(x)
     outer = [d for d in range(x.ndim) if d != axis]
     o_shape, (xo,) = S.merge_dims(tuple(x.shape[d] for d in outer), [tuple(xs[d] for d in outer)])
-    d = (("T", S.ctype(x.dtype)), ("TO", S.ctype(out_dtype)), ("CT", compute), ("ST", S.scalar_ctype(compute)),
+    d = (("T", ctype(x.dtype)), ("TO", ctype(out_dtype)), ("CT", compute), ("ST", S.scalar_ctype(compute)),
          ("SCAN", f"scan_{op}"), ("IDX", S.index_ctype(list(o_shape) + [length], [list(xo) + [xs[axis]]])))
     meta = S.meta_array(tuple(o_shape) + tuple(xo) + tuple(xo) + (xs[axis], xs[axis]), xp)
-    S.kernel(FAMILY, "scan_totals", d)((rows, P), S.BLOCK, (totals, x, rows, length, chunk, len(o_shape), meta))
+    kernel(FAMILY, "scan_totals", d)((rows, P), S.BLOCK, (totals, x, rows, length, chunk, len(o_shape), meta))
     carry = cp.empty((rows, P), dtype=totals.dtype)
     _scan_rows(carry, totals, 1, op, compute, None, 1, P, True)
     _scan_rows(out, x, axis, op, compute, carry, P, chunk, exclusive)
@@ -270,7 +271,7 @@ def _compute_dtype(compute: str) -> np.dtype:
 
 def nonzero(x):
     """The C-order coordinates of x's nonzero elements as a (count, ndim) int64 array (one sync: the count)."""
-    cp = xp = S.xp_of(x)
+    cp = xp = array_module(x)
     n = int(x.size)
     nd = max(x.ndim, 1)
     if n == 0:
@@ -284,7 +285,7 @@ def nonzero(x):
         shape, strides = tuple(src.shape), S.element_strides(src)
         d = _defines(src.dtype, IDX=S.index_ctype(list(shape), [list(strides)]))
         meta = S.meta_array(shape + strides, xp)
-        S.kernel(FAMILY, "nonzero_compact", d)(S.grid_for(n, xp), S.BLOCK, (coords, src, positions, n, len(shape),
+        kernel(FAMILY, "nonzero_compact", d)(S.grid_for(n, xp), S.BLOCK, (coords, src, positions, n, len(shape),
                                                                          meta))
     return coords
 
@@ -295,7 +296,7 @@ def _c_order_bool(x):
 
     mask = elementwise.binary("not_equal", x, 0) if x.dtype != np.bool_ else x
     if not mask.flags.c_contiguous:
-        dense = S.xp_of(mask).empty(mask.shape, dtype=np.bool_)
+        dense = array_module(mask).empty(mask.shape, dtype=np.bool_)
         elementwise.copy(dense, mask)
         mask = dense
     return mask.reshape(-1)

@@ -13,30 +13,21 @@ bfloat16/float16 parameters) makes the step update the masters and write the par
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 
-from ._launch import array_module, blocks, check_float, ctype, data_ptr, kernel, sm_count
+from ._launch import DeviceArrayCache, array_module, blocks, check_float, ctype, data_ptr, kernel, sm_count
 
 CHUNK = 65536  # elements per block-sized piece of a tensor (a multiple of 4)
 THREADS = 512
 _TABLE_CACHE = 64
-_tables: OrderedDict = OrderedDict()
+_tables = DeviceArrayCache(_TABLE_CACHE)
 
 
 def _cached(xp, key: tuple, make):
     """A small device array built by make(), kept per (array module, key): the same tensors, hence the same
     addresses and sizes, recur every step, so their tables are uploaded once."""
-    full = (xp.__name__, key)
-    arr = _tables.get(full)
-    if arr is None:
-        arr = _tables[full] = make()
-        if len(_tables) > _TABLE_CACHE:
-            _tables.popitem(last=False)
-    else:
-        _tables.move_to_end(full)
-    return arr
+    return _tables.get((xp.__name__, key), make)
 
 
 def _pointer_table(xp, arrays):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import strided as S
+from ._launch import array_module, compute_ctype, ctype, data_ptr, kernel, sm_count
 
 FAMILY = "reduce"
 OPS = ("sum", "prod", "mean", "max", "min", "var", "any", "all", "argmax", "argmin")
@@ -104,32 +105,32 @@ def _empty_result(op: str, shape: tuple, dtype: np.dtype, xp):
 
 def _launch(op: str, x, axes: tuple, out_dtype: np.dtype, ddof: float):
     """The reduction of x over axes as a contiguous 1-d array of the M kept outputs (C order of kept dims)."""
-    xp = cp = S.xp_of(x)
+    xp = cp = array_module(x)
     strides = S.element_strides(x)
-    p = plan(tuple(x.shape), strides, axes, x.dtype.itemsize, S.data_ptr(x), S.sm_count(xp))
+    p = plan(tuple(x.shape), strides, axes, x.dtype.itemsize, data_ptr(x), sm_count(xp))
     if p.K == 0 or p.M == 0:
         return _empty_result(op, (p.M,), out_dtype, xp) if p.M else xp.empty((0,), dtype=out_dtype)
-    compute = S.compute_ctype(x.dtype, out_dtype)
+    compute = compute_ctype(x.dtype, out_dtype)
     if op in ("argmax", "argmin"):
-        compute = S.compute_ctype(x.dtype)
+        compute = compute_ctype(x.dtype)
     idx = S.index_ctype(list(p.outer_shape) + list(p.red_shape), [list(p.outer_strides) + list(p.red_strides)])
     meta = S.meta_array(p.outer_shape + p.outer_strides + p.red_shape + p.red_strides, xp)
     out = cp.empty((p.M,), dtype=out_dtype)
     partial = cp.empty((p.M * p.P * _ACC_SLOT,), dtype=np.uint8) if p.P > 1 else None
     tpr = p.tpr or 32
-    defines = (("ROP", f"red_{op}"), ("T", S.ctype(x.dtype)), ("TO", S.ctype(out_dtype)), ("CT", compute),
+    defines = (("ROP", f"red_{op}"), ("T", ctype(x.dtype)), ("TO", ctype(out_dtype)), ("CT", compute),
                ("IDX", idx), ("TPR", str(tpr)))
     common = (p.M, p.K, p.chunk, len(p.outer_shape), len(p.red_shape), meta, float(ddof))
     if p.mode == "inner":
-        S.kernel(FAMILY, "reduce_inner", defines)(p.grid, S.BLOCK, (out, partial, x, *common, int(p.vec)))
+        kernel(FAMILY, "reduce_inner", defines)(p.grid, S.BLOCK, (out, partial, x, *common, int(p.vec)))
     else:
-        S.kernel(FAMILY, "reduce_outer", defines)(p.grid, S.BLOCK, (out, partial, x, *common))
+        kernel(FAMILY, "reduce_outer", defines)(p.grid, S.BLOCK, (out, partial, x, *common))
     if p.P > 1:
         tpr_f = min(S.BLOCK, max(32, _pow2_at_least(p.P)))
         fin = dict(defines)
         fin["TPR"] = str(tpr_f)
         grid = -(-p.M // (S.BLOCK // tpr_f))
-        S.kernel(FAMILY, "reduce_finish", tuple(fin.items()))(grid, S.BLOCK, (out, partial, p.M, p.P, p.K,
+        kernel(FAMILY, "reduce_finish", tuple(fin.items()))(grid, S.BLOCK, (out, partial, p.M, p.P, p.K,
                                                                                 float(ddof)))
     return out
 

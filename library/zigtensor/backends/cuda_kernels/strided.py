@@ -1,5 +1,5 @@
-"""What the strided launchers (elementwise, reduce, index) share: element strides, NumPy broadcasting seen as
-strides, merging dims, the 31-bit index test, the device metadata arrays, grid sizes and kernel handles.
+"""What the strided launchers (elementwise, reduce, index, copy) share beyond _launch.py: element strides, NumPy
+broadcasting seen as strides, merging dims, the 31-bit index test, the device metadata arrays and grid sizes.
 
 The planning functions are pure (shapes and strides in, shapes and strides out) and tested without a GPU.
 A kernel that walks N-d strided operands takes `meta`, a small int64 device array (shape, then each operand's
@@ -9,11 +9,11 @@ strides); the same few layouts recur every training step, so each is uploaded on
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 
 from . import _launch
+from ._launch import compute_ctype  # noqa: F401  (re-exported: tests read S.compute_ctype)
 
 MAX_DIMS = 8  # ZT_MAX_DIMS of the .cu files
 BLOCK = 256
@@ -87,8 +87,9 @@ def is_c_contiguous(shape, strides) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ device side
-# NOTE: through _launch (shared with the row-wise launchers), so the kernel loader can be swapped for
-# tests/kernel_emulator.py and the same launchers run on NumPy arrays on a machine without a GPU.
+# NOTE: kernel handles, array modules, pointers and SM counts come from _launch (shared with the row-wise
+# launchers), so the kernel loader can be swapped for tests/kernel_emulator.py and the same launchers run on
+# NumPy arrays on a machine without a GPU.
 def default_xp():
     """cupy (the GPU), for launchers with no input array to take the module from."""
     from ... import cuda
@@ -99,15 +100,6 @@ def default_xp():
 cupy = default_xp  # the name copy.py uses
 
 
-def xp_of(x):
-    """The array module of x: cupy, or numpy under the kernel emulator."""
-    return _launch.array_module(x)
-
-
-def data_ptr(x) -> int:
-    return _launch.data_ptr(x)
-
-
 def grid_for(work: int, xp=None, block: int = BLOCK, waves: int = 1) -> int:
     """Blocks for a grid-stride loop over `work` items: enough for every item, at most `waves` full waves of
     resident blocks (2048 threads per SM). xp: the arrays' module (default cupy)."""
@@ -115,60 +107,15 @@ def grid_for(work: int, xp=None, block: int = BLOCK, waves: int = 1) -> int:
     return max(1, min(-(-work // block), waves * sms * (2048 // block)))
 
 
-def sm_count(xp) -> int:
-    return _launch.sm_count(xp)
-
-
-_meta: OrderedDict = OrderedDict()
+_meta = _launch.DeviceArrayCache(_META_CACHE_SIZE)
 
 
 def meta_array(values: tuple, xp):
     """The int64 array holding `values` (a layout) on xp's device, uploaded once per distinct layout."""
     if xp is np:
         return np.asarray(values if values else (0,), dtype=np.int64)
-    key = (xp.cuda.Device().id, values)
-    arr = _meta.get(key)
-    if arr is None:
-        arr = xp.asarray(np.asarray(values if values else (0,), dtype=np.int64))
-        _meta[key] = arr
-        if len(_meta) > _META_CACHE_SIZE:
-            _meta.popitem(last=False)
-    else:
-        _meta.move_to_end(key)
-    return arr
-
-
-_kernels: dict = {}
-
-
-def kernel(family: str, name: str, defines: tuple):
-    """The checked kernel, cached by a tuple of (name, value) define pairs (cheaper per launch than building
-    and normalizing a dict) and by the loader in use."""
-    load = _launch.loader
-    key = (id(load), family, name, defines)
-    k = _kernels.get(key)
-    if k is None:
-        if load is None:
-            from ..kernels import load_kernel as load
-        k = _kernels[key] = load(family, name, dict(defines))
-    return k
-
-
-def ctype(dtype) -> str:
-    from ..kernels import ctype_of
-
-    return ctype_of(dtype)
-
-
-def compute_ctype(*dtypes) -> str:
-    """The type kernels compute in: double if any dtype is float64, float if any is another float, else
-    long long (integers and bool)."""
-    kinds = [np.dtype(d) for d in dtypes if d is not None]
-    if any(d == np.float64 for d in kinds):
-        return "double"
-    if any(d.kind in "fV" or d.name == "bfloat16" for d in kinds):
-        return "float"
-    return "long long"
+    return _meta.get((xp.cuda.Device().id, values),
+                     lambda: xp.asarray(np.asarray(values if values else (0,), dtype=np.int64)))
 
 
 def scalar_ctype(compute: str) -> str:
