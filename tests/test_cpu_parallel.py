@@ -1,0 +1,130 @@
+"""The CPU backend's own threading: CPUBackend.parallel, large matmuls split between the cores with OpenBLAS on
+one thread (blas_threads.py), and the GELU and LayerNorm kernels that run in pieces on those threads, each
+against NumPy or PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracle import torch
+
+import zigtensor as zt
+import zigtensor.nn.functional as F
+from zigtensor.backends import blas_threads
+
+
+def backend():
+    return zt.tensor([0.0]).device.backend
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "5"])
+def test_parallel_covers_every_index_once(monkeypatch, threads):
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    seen = np.zeros(1000, int)
+
+    def chunk(i, j):
+        seen[i:j] += 1
+
+    backend().parallel(chunk, 1000, grain=10)
+    assert (seen == 1).all()
+
+
+def test_parallel_inside_a_chunk_runs_on_that_thread(monkeypatch):
+    """A chunk that splits again (a split matmul inside a kernel) does not wait on the pool it runs in."""
+    monkeypatch.setenv("ZT_NUM_THREADS", "2")
+    seen = np.zeros((2, 100), int)
+
+    def inner(i, j, row):
+        seen[row, i:j] += 1
+
+    def outer(i, j):
+        for row in range(i, j):
+            backend().parallel(lambda a, b, row=row: inner(a, b, row), 100)
+
+    backend().parallel(outer, 2)
+    assert (seen == 1).all()
+
+
+def test_parallel_raises_a_chunk_error(monkeypatch):
+    monkeypatch.setenv("ZT_NUM_THREADS", "2")
+
+    def chunk(i, j):
+        if i > 0:
+            raise KeyError(f"chunk {i}")
+
+    with pytest.raises(KeyError, match="chunk 50"):
+        backend().parallel(chunk, 100)
+
+
+def test_openblas_thread_count_is_read_and_set():
+    before = blas_threads.blas_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS")
+    try:
+        assert blas_threads.set_blas_threads(2) and blas_threads.blas_threads() == 2
+        assert blas_threads.set_blas_threads(1) and blas_threads.blas_threads() == 1
+    finally:
+        blas_threads.set_blas_threads(before)
+    with pytest.raises(ValueError, match="expected a positive thread count, got 0"):
+        blas_threads.set_blas_threads(0)
+
+
+@pytest.mark.parametrize("shape", [(700, 300, 200), (40, 3000, 900), (256, 64, 8)])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_split_matmul_matches_numpy(monkeypatch, shape, layout):
+    """Rows split (tall a) or columns split (wide b), on contiguous and transposed operands."""
+    monkeypatch.setenv("ZT_NUM_THREADS", "2")
+    monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)  # the split path, whatever BLAS runs on now
+    M, K, N = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    if layout == "F":
+        a, b = np.asfortranarray(a), np.asfortranarray(b)
+    np.testing.assert_allclose(backend().matmul(a, b), a @ b, rtol=1e-12, atol=1e-10)
+    v, u = rng.standard_normal(M), rng.standard_normal(K)  # vector-matrix and matrix-vector
+    np.testing.assert_allclose(backend().matmul(v, a), v @ a, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(backend().matmul(a, u), a @ u, rtol=1e-12, atol=1e-10)
+    bias = rng.standard_normal(M)  # Linear's product with its bias: x (N, K) @ w.T + bias for w (M, K)
+    got = backend().linear_forward(b.T, a, bias)
+    if M * K * N < 1 << 21:  # too small to split: Linear runs matmul and adds the bias itself
+        assert got is None
+    else:
+        np.testing.assert_allclose(got, b.T @ a.T + bias, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_kernels_match_torch(approximate, dtype):
+    """Large enough to be split between threads and cut into pieces; extreme inputs give no nan."""
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((3, 270001)) * 4).astype(dtype)
+    a[0, :6] = [-100.0, -30.0, -1e-3, 0.0, 30.0, 100.0]
+    g = rng.standard_normal(a.shape).astype(dtype)
+    x = zt.tensor(a, requires_grad=True)
+    y = F.gelu(x, approximate=approximate)
+    y.backward(zt.tensor(g))
+    t = torch.tensor(a, requires_grad=True)
+    ty = torch.nn.functional.gelu(t, approximate=approximate)
+    ty.backward(torch.tensor(g))
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == np.float64 else dict(atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), **tol)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_kernels_match_torch(affine):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 3000, 96)) * 3 + 1
+    g = rng.standard_normal(a.shape)
+    w, b = (rng.standard_normal(96) if affine else None for _ in range(2))
+    x = zt.tensor(a, requires_grad=True)
+    zw, zb = (None if p is None else zt.tensor(p, requires_grad=True) for p in (w, b))
+    F.layer_norm(x, (96,), zw, zb).backward(zt.tensor(g))
+    t = torch.tensor(a, requires_grad=True)
+    tw, tb = (None if p is None else torch.tensor(p, requires_grad=True) for p in (w, b))
+    torch.nn.functional.layer_norm(t, (96,), tw, tb).backward(torch.tensor(g))
+    tol = dict(atol=1e-10, rtol=1e-8)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), **tol)
+    if affine:
+        np.testing.assert_allclose(zw.grad.numpy(), tw.grad.numpy(), **tol)
+        np.testing.assert_allclose(zb.grad.numpy(), tb.grad.numpy(), **tol)
