@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import bench, generate, info, plot, recipes, serve, train
+from . import bench, generate, info, plot, quantize, recipes, serve, train
 
 app = typer.Typer(
     name="zt",
@@ -22,6 +22,7 @@ app.command("info")(info.info)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
 app.command("plot")(plot.plot)
+app.command("quantize")(quantize.quantize)
 
 _state = {"debug": False}
 

@@ -175,3 +175,40 @@ def serve(
         typer.echo(f"wrote {json_path}")
     else:
         typer.echo("\n".join(lines))
+
+
+@app.command("quant")
+def quant(
+    model: str = typer.Option("smollm2", "--model", help="A Llama / Mistral / Qwen2 model: path or short name."),
+    bits: int = typer.Option(4, "--bits", help="4 (awq) or 8 (rtn and gptq only)."),
+    group_size: int = typer.Option(128, "--group-size", help="Inputs per scale and zero point."),
+    methods: str = typer.Option("rtn,gptq,awq", "--methods", help="Quantizers to compare (comma-separated)."),
+    samples: int = typer.Option(16, "--samples", min=1, help="Calibration windows (first 90% of Shakespeare)."),
+    seqlen: int = typer.Option(256, "--seqlen", min=2, help="Tokens per calibration window."),
+    eval_tokens: int = typer.Option(4096, "--eval-tokens", min=2, help="Held-out tokens scored (last 10%)."),
+    eval_seqlen: int = typer.Option(512, "--eval-seqlen", min=2, help="Tokens per perplexity window."),
+    decode_tokens: int = typer.Option(32, "--decode-tokens", min=2, help="Tokens per decode-speed run."),
+    damp: float = typer.Option(0.1, "--damp", help="GPTQ damping (0.1: the calibration set is small)."),
+) -> None:
+    """Perplexity on held-out Shakespeare: full precision vs RTN, GPTQ, AWQ; 4-bit weight memory; int4 decode."""
+    from zigtensor.bench import core
+    from zigtensor.bench import quant as suite
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    b = suite.bench_quant(model, chosen, bits, group_size, samples, seqlen, eval_tokens, eval_seqlen, decode_tokens,
+                          percdamp=damp, progress=lambda s: typer.echo(f"  {s}", err=True))
+    typer.echo(f"machine: {core.machine()}")
+    typer.echo(f"model: {b.model}; {b.bits}-bit, group size {b.group_size}, {b.layout} layout; calibration "
+               f"{b.calibration_tokens} tokens, GPTQ damping {b.percdamp}; perplexity over {b.eval_tokens} held-out "
+               f"tokens (windows of {eval_seqlen})")
+    header = f"{'weights':10} {'perplexity':>11} {'quantize time':>14} {'resident weights':>17} {'vs fp16':>8}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for r in b.rows:
+        secs = f"{r.quantize_seconds:.0f} s" if r.quantize_seconds is not None else ""
+        typer.echo(f"{r.name:10} {r.perplexity:>11.3f} {secs:>14} {r.weight_bytes / 2**20:>13.1f} MiB "
+                   f"{r.weight_bytes / b.fp16_weight_bytes:>7.2f}x")
+    typer.echo(f"{'fp16':10} {'':>11} {'':>14} {b.fp16_weight_bytes / 2**20:>13.1f} MiB {1:>7.2f}x  (parameters at "
+               "2 bytes, for reference)")
+    for name, rate in b.decode_tokens_per_s.items():
+        typer.echo(f"decode, batch 1, {name}: {rate:.1f} tokens/s")

@@ -114,6 +114,47 @@ def _echo_language_model(i) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         typer.echo(f"  {k + ':':{width + 1}} {v}")
+    if i.quantization:
+        _echo_quantization(i.quantization, i.quantization_note)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    out, start = [], None
+    for k, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if k + 1 == len(numbers) or numbers[k + 1] != n + 1:
+            out.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ",".join(out)
+
+
+def _echo_quantization(layers, note: str) -> None:
+    """Per-layer quantization (layers that differ only by their index on one line) and the kernel each runs."""
+    import re
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for q in layers:
+        m = re.search(r"\.(\d+)\.", q.layer)
+        template = q.layer if m is None else q.layer[:m.start()] + ".{}." + q.layer[m.end():]
+        groups.setdefault((template, q.description), []).append(int(m.group(1)) if m else -1)
+    typer.echo(f"  quantization: {len(layers)} linear layers ({note})")
+    rows = [("layers", "quantization", "")]
+    for (template, desc), idx in groups.items():
+        rows.append((template.format(_ranges(sorted(idx))) if "{}" in template else template, desc, ""))
+    for line in _table(rows):
+        typer.echo(f"    {line}")
+    kinds = {}
+    for q in layers:  # one kernel table per distinct (method, bits)
+        kinds.setdefault((q.method == "gguf", q.bits), q)
+    for q in kinds.values():
+        what = f"gguf {q.ggml_type}-type blocks" if q.method == "gguf" else f"int{q.bits} layers"
+        typer.echo(f"  kernels for {what} by batch rows:")
+        rows = [("batch", "cpu", "cuda", "")] + [(str(b), q.kernel(b, "cpu"), q.kernel(b, "cuda"), "")
+                                                 for b in (1, 8, 32)]
+        for line in _table(rows):
+            typer.echo(f"    {line}")
 
 
 def info(

@@ -182,8 +182,33 @@ def gguf_config(f: GGUFFile) -> dict[str, Any]:
     return config
 
 
-def load_gguf_checkpoint(path: str | os.PathLike, *, with_tokenizer: bool = True) -> GGUFCheckpoint:
-    """Read a GGUF file into an HF-form checkpoint: config, dequantized float32 tensors with HF names, tokenizer."""
+def _keeps_blocks(gguf_name: str, info) -> bool:
+    """A linear weight of a block-quantized type (embeddings are looked up by row, so they are dequantized)."""
+    from ..quant.gguf_weight import KEEP_TYPES
+
+    return (info.ggml_type in KEEP_TYPES and len(info.shape) == 2 and gguf_name.endswith(".weight")
+            and not gguf_name.startswith(("token_embd.", "position_embd.")))
+
+
+def _blocks(f: GGUFFile, gguf_name: str, info, arch: str, heads, kv_heads):
+    """The weight's raw blocks, rows in HF order: blocks run along the input dim, so rows move as bytes."""
+    from ..quant.gguf_weight import GGUFBlocks
+
+    raw = f.raw(gguf_name).reshape(info.shape[0], -1)
+    if arch == "llama" and ".attn_q." in gguf_name:
+        raw = unpermute_rotary_rows(raw, heads)
+    elif arch == "llama" and ".attn_k." in gguf_name:
+        raw = unpermute_rotary_rows(raw, kv_heads)
+    conv1d = arch == "gpt2" and any(f".{k}." in gguf_name for k in _GPT2_CONV1D)
+    return GGUFBlocks(raw, info.ggml_type, info.shape[0], info.shape[1], transposed=conv1d, name=gguf_name)
+
+
+def load_gguf_checkpoint(path: str | os.PathLike, *, with_tokenizer: bool = True,
+                         keep_quantized: bool = False) -> GGUFCheckpoint:
+    """Read a GGUF file into an HF-form checkpoint: config, dequantized float32 tensors with HF names, tokenizer.
+
+    keep_quantized: linear weights of a quantized type stay as their blocks (quant.gguf_weight.GGUFBlocks).
+    """
     f = open_gguf(path)
     config = gguf_config(f)
     arch = f.metadata["general.architecture"]
@@ -203,6 +228,10 @@ def load_gguf_checkpoint(path: str | os.PathLike, *, with_tokenizer: bool = True
         if hf is None:
             raise GGUFError(f"{f.path}: tensor {gguf_name!r} has no place in a {arch} model "
                             f"(expected names like {', '.join(list(table)[:4])}, ...)")
+        if keep_quantized and _keeps_blocks(gguf_name, info):
+            tensors[hf], types[hf], names[hf] = _blocks(f, gguf_name, info, arch, heads, kv_heads), \
+                info.ggml_type, gguf_name
+            continue
         w = f.load(gguf_name)
         if arch == "llama" and ".attn_q." in gguf_name:
             w = unpermute_rotary_rows(w, heads)

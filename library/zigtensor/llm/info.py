@@ -70,6 +70,37 @@ class MemoryPlan:
 
 
 @dataclass
+class QuantLayer:
+    """How one checkpoint linear layer is quantized (GPTQ / AWQ tensors or a GGUF block type)."""
+
+    layer: str  # the checkpoint's layer name (model.layers.0.self_attn.q_proj, blk.0.attn_q)
+    method: str  # "gptq", "awq" or "gguf"
+    bits: int
+    group_size: int  # -1: one group; gguf: elements per block
+    act_order: bool
+    in_features: int
+    out_features: int
+    ggml_type: str = ""
+    tensors: tuple = ()  # the checkpoint tensors that hold it
+    nbytes: int = 0  # as stored
+
+    @property
+    def description(self) -> str:
+        if self.method == "gguf":
+            return f"gguf {self.ggml_type}"
+        group = "per-channel" if self.group_size == -1 else f"group size {self.group_size}"
+        return f"{self.method} {self.bits}-bit, {group}" + (", act-order" if self.act_order else "")
+
+    def kernel(self, batch_rows: int, device_type: str = "cpu") -> str:
+        from ..quant.qlinear import GGUF_INT_TYPES, kernel_name
+
+        kind = "gguf" if self.method == "gguf" and self.ggml_type not in GGUF_INT_TYPES else "int"
+        group = self.in_features if self.group_size == -1 else self.group_size
+        return kernel_name(kind, self.bits, batch_rows, device_type, zero_point=self.ggml_type != "Q4_1",
+                           group_len=-(-group // 8) * 8)  # stored groups are whole 8-column runs
+
+
+@dataclass
 class ModelInfo:
     name: str
     path: Path
@@ -96,6 +127,8 @@ class ModelInfo:
     eos_token_ids: list = field(default_factory=list)
     chat_template: bool = False
     memory: MemoryPlan | None = None
+    quantization: list = field(default_factory=list)  # QuantLayer of every quantized linear layer
+    quantization_note: str = ""  # how load_model runs them
 
 
 def is_language_model(name_or_path) -> bool:
@@ -149,10 +182,14 @@ def describe(name_or_path, max_model_len: int | None = None, memory_budget=None,
     tied = getattr(config, "tie_word_embeddings", False)
     weights = {n: s for n, s in shapes.items() if not n.endswith(_NOT_WEIGHTS)
                and not (tied and n == "lm_head.weight")}
-    parameters = sum(math.prod(s) for s in weights.values())
+    quant, note = _quantization(fmt, path, shapes, types)
+    packed = {t for q in quant for t in q.tensors} if fmt == "hf" else set()  # GPTQ / AWQ: counted per layer
+    packed_params = sum(q.in_features * q.out_features for q in quant) if fmt == "hf" else 0
+    parameters = sum(math.prod(s) for n, s in weights.items() if n not in packed) + packed_params
     counts = Counter(types[n] for n in weights)
     common = dict(name=str(name_or_path), path=path, format=fmt, parameters=parameters,
-                  tensor_types=dict(counts.most_common()), tensor_count=len(weights))
+                  tensor_types=dict(counts.most_common()), tensor_count=len(weights), quantization=quant,
+                  quantization_note=note)
     common.update(_tokenizer_fields(tokenizer))
     weight_dtype = float32 if dtype is None else as_dtype(dtype)
     if isinstance(config, ModelConfig):
@@ -163,7 +200,8 @@ def describe(name_or_path, max_model_len: int | None = None, memory_budget=None,
                          context_length=c.max_position_embeddings, positions=_positions(c), norm=c.norm,
                          activation=c.activation + (" (gated)" if c.gated_mlp else ""), tied_embeddings=tied,
                          **common)
-        info.memory = _memory_plan(c, parameters, file_bytes, weight_dtype, max_model_len, memory_budget)
+        info.memory = _memory_plan(c, parameters, file_bytes, weight_dtype, max_model_len, memory_budget,
+                                   packed_params, sum(q.nbytes for q in quant) if fmt == "hf" else 0)
         return info
     c = config  # BertConfig
     return ModelInfo(kind="encoder", architecture="bert", num_layers=c.num_layers, num_heads=c.num_heads,
@@ -174,13 +212,14 @@ def describe(name_or_path, max_model_len: int | None = None, memory_budget=None,
                      activation=c.activation, tied_embeddings=False, **common)
 
 
-def _memory_plan(c: ModelConfig, parameters: int, file_bytes: int, dtype, max_model_len, memory_budget) -> MemoryPlan:
+def _memory_plan(c: ModelConfig, parameters: int, file_bytes: int, dtype, max_model_len, memory_budget,
+                 packed_params: int = 0, packed_bytes: int = 0) -> MemoryPlan:
     length = c.max_position_embeddings if max_model_len is None else int(max_model_len)
     if length < 1:
         raise ValueError(f"max_model_len must be a positive int, got {max_model_len!r}")
     per_token = c.kv_bytes_per_token(dtype.itemsize)
     budget = machine_memory() if memory_budget is None else parse_bytes(memory_budget)
-    weight_bytes = parameters * dtype.itemsize
+    weight_bytes = (parameters - packed_params) * dtype.itemsize + packed_bytes  # GPTQ / AWQ layers stay packed
     per_sequence = per_token * length
     return MemoryPlan(weight_dtype=dtype.name, weight_bytes=weight_bytes, file_bytes=file_bytes, kv_dtype=dtype.name,
                       kv_bytes_per_token=per_token, max_model_len=length, kv_bytes_per_sequence=per_sequence,
@@ -197,6 +236,40 @@ def _tokenizer_fields(tok) -> dict:
             special[name] = f"{text!r} ({tok.token_to_id(text)})" if hasattr(tok, "token_to_id") else repr(text)
     return {"tokenizer_kind": getattr(tok, "kind", type(tok).__name__), "special_tokens": special,
             "eos_token_ids": sorted(tok.eos_token_ids), "chat_template": bool(getattr(tok, "chat_template", None))}
+
+
+def _quantization(fmt: str, path: Path, shapes: dict, types: dict) -> tuple[list[QuantLayer], str]:
+    """The quantized linear layers of a checkpoint, from its config and tensor headers, and how they run."""
+    layers = []
+    if fmt == "gguf":
+        from ..io.gguf import GGML_BLOCK_LAYOUTS
+        from ..quant.gguf_weight import GGUF_BITS, KEEP_TYPES
+
+        for name, shape in shapes.items():
+            t = types[name]
+            if t in KEEP_TYPES and len(shape) == 2 and not name.startswith(("token_embd.", "position_embd.")):
+                block, block_bytes = GGML_BLOCK_LAYOUTS[t]
+                layers.append(QuantLayer(name.removesuffix(".weight"), "gguf", GGUF_BITS[t], block,
+                                         False, shape[1], shape[0], ggml_type=t, tensors=(name,),
+                                         nbytes=shape[0] * shape[1] // block * block_bytes))
+        return layers, ("dequantized to float32 at load; LLM(..., keep_quantized=True) keeps these blocks"
+                        if layers else "")
+    if fmt != "hf":
+        return [], ""
+    from ..quant.config import find_quant_config
+
+    cfg = find_quant_config(path)
+    bases = [n.removesuffix(".qweight") for n in shapes if n.endswith(".qweight")]
+    if cfg is None or not bases:
+        return [], ""
+    for base in bases:
+        rows, cols = shapes[base + ".qweight"]
+        in_f, out_f = (rows, cols * 8) if cfg.method == "awq" else (rows * 32 // cfg.bits, cols)
+        held = tuple(f"{base}.{s}" for s in ("qweight", "qzeros", "scales", "g_idx") if f"{base}.{s}" in shapes)
+        nbytes = sum(math.prod(shapes[t]) * _SAFETENSORS_BITS.get(types[t], 32) // 8 for t in held)
+        layers.append(QuantLayer(base, cfg.method, cfg.bits, cfg.group_size, cfg.method == "gptq" and cfg.desc_act,
+                                 in_f, out_f, tensors=held, nbytes=nbytes))
+    return layers, "weights stay packed at run time, in QuantLinear layers"
 
 
 # ---------------------------------------------------------------------------------------------- sources

@@ -98,15 +98,19 @@ class LoadedModel:
         return getattr(self.tokenizer, "chat_template", None)
 
 
-def load_model(name_or_path, device="cpu", dtype=None) -> LoadedModel:
+def load_model(name_or_path, device="cpu", dtype=None, keep_quantized: bool = False) -> LoadedModel:
     """Load a model by name or path (see the module docstring) onto device, weights cast to dtype (default
-    float32: NumPy has no BLAS for 16-bit floats, so they would be slower on CPU, not faster)."""
+    float32: NumPy has no BLAS for 16-bit floats, so they would be slower on CPU, not faster).
+
+    GPTQ / AWQ folders always keep their linear weights packed (quant.QuantLinear); keep_quantized does the same
+    for a GGUF file's quantized linear weights (its blocks) instead of dequantizing them to float32.
+    """
     start = time.perf_counter()
     path = resolve_model(name_or_path)
     dev = as_device(device)
     dtype = None if dtype is None else as_dtype(dtype)
     if path.is_file() and path.suffix == ".gguf":
-        loaded = _load_gguf(path, dtype)
+        loaded = _load_gguf(path, dtype, keep_quantized)
     elif is_hf_folder(path):
         loaded = _load_hf(path, dev, dtype)
     elif is_train_run(path):
@@ -121,20 +125,26 @@ def load_model(name_or_path, device="cpu", dtype=None) -> LoadedModel:
     return loaded
 
 
-def _decoder(config: ModelConfig, tensors, where: str, dtype, consume: bool = False) -> Transformer:
+def _decoder(config: ModelConfig, tensors, where: str, dtype, consume: bool = False, quantized: bool = False,
+             quant_config=None) -> Transformer:
     model = Transformer(config, init=False)
+    if quantized:  # quantized linears (GPTQ / AWQ tensors, GGUF blocks) first: they take their tensors
+        from ..quant.install import install_quantized_linears
+
+        install_quantized_linears(model, tensors, where, quant_config)
     load_weights(model, tensors, where, dtype, inference_layout=True, consume=consume)
     return model
 
 
-def _load_gguf(path: Path, dtype) -> LoadedModel:
+def _load_gguf(path: Path, dtype, keep_quantized: bool = False) -> LoadedModel:
     from .gguf_model import load_gguf_checkpoint
 
-    ckpt = load_gguf_checkpoint(path)
+    ckpt = load_gguf_checkpoint(path, keep_quantized=keep_quantized)
     config = ModelConfig.from_hf(ckpt.config)
     if ckpt.rope_freq_factors is not None:
         config = config.replace(rope_freq_factors=tuple(float(f) for f in ckpt.rope_freq_factors))
-    model = _decoder(config, ckpt.tensors, str(path), dtype, consume=True)  # the dequantized arrays go as used
+    model = _decoder(config, ckpt.tensors, str(path), dtype, consume=True,  # the dequantized arrays go as used
+                     quantized=keep_quantized)
     return LoadedModel(name="", path=path, format="gguf", kind="decoder", model=model, config=config,
                        tokenizer=ckpt.tokenizer, tensor_types=dict(ckpt.tensor_types))
 
@@ -155,7 +165,12 @@ def _load_hf(path: Path, device, dtype) -> LoadedModel:
                            config=encoder.model.config, tokenizer=tokenizer,
                            generation_config=folder.generation_config, tensor_types=types)
     config = ModelConfig.from_hf(folder.config)
-    model = _decoder(config, folder.tensors(), str(path), dtype)
+    from ..quant.config import find_quant_config
+
+    quant = find_quant_config(path)  # None: not quantized, or a .qweight without a config (an error there)
+    tensors = folder.tensors()
+    quantized = quant is not None or any(name.endswith(".qweight") for name in tensors)
+    model = _decoder(config, tensors, str(path), dtype, quantized=quantized, quant_config=quant)
     return LoadedModel(name="", path=path, format="hf", kind="decoder", model=model, config=config,
                        tokenizer=tokenizer, generation_config=folder.generation_config, tensor_types=types)
 

@@ -108,6 +108,8 @@ def load_weights(model, tensors: Mapping, where: str, dtype: DType | str | None 
     used = set()
     problems = []
     for ours, sources, transposed in table:
+        if ours not in params:  # a layer quant.install replaced with a QuantLinear: its weight is loaded there
+            continue
         p = params[ours]
         missing = [s for s in sources if s not in tensors]
         if missing:
