@@ -83,11 +83,21 @@ def load_in_subprocess(library: str, model: str) -> LoadStats | None:
 
 
 def decode_threads() -> str:
-    """The BLAS threads zigtensor uses for a decode step here (ZT_DECODE_THREADS), as text."""
+    """The BLAS threads zigtensor used for decode steps here, as text: ZT_DECODE_THREADS when set, else the
+    count the timed choice (llm/threads.py) settled on per step size so far."""
+    import os
+
+    from ..llm.threads import decode_threads as tuner
     from ..llm.threads import step_threads
 
-    n = step_threads(1)
-    return "BLAS default" if n is None else str(n)
+    if os.environ.get("ZT_DECODE_THREADS") is not None:
+        n = step_threads(1)
+        return "BLAS default" if n is None else str(n)
+    picks = tuner.summary()
+    if not picks:
+        return f"timed per step among {', '.join(map(str, tuner.candidates))}"
+    return "timed per step, picked " + ", ".join(f"{n} for steps of up to {tokens} tokens"
+                                                 for tokens, n in picks.items())
 
 
 def _timed(fn) -> float:

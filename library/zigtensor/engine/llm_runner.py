@@ -9,11 +9,14 @@ final norm and the head run on the last token of each sequence's chunk only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
 
 from ..autograd.grad_mode import no_grad
+from ..llm.array_forward import ArrayOps
+from ..llm.threads import decode_threads
 from ..tensor import Tensor
 from .engine import AsyncLLMEngine, EngineConfig, LLMEngine
 from .kv_cache import KVCacheSpec
@@ -48,26 +51,51 @@ class TransformerRunner(ModelRunner):
     @no_grad()
     def forward(self, batch: ScheduledBatch) -> np.ndarray:
         m, c = self.model, self.config
-        backend = self.device.backend
         top = int(batch.positions.max()) + 1
         if top > c.max_position_embeddings and c.position == "learned":
             raise ValueError(f"TransformerRunner: position {top - 1} is past the model's "
                              f"{c.max_position_embeddings} learned positions")
-        x = m.transformer.wte(self._wrap(batch.token_ids[None]))  # (1, N, C): every sequence's tokens in one row
-        if c.position == "learned":
-            x = x + m.transformer.wpe(self._wrap(batch.positions))
-        cos = sin = None
-        if m.rope is not None:
-            cos, sin = m.rope.tables(batch.positions, like=x)  # (N, 1, head_dim / 2)
+        steps = decode_threads.step(batch.num_tokens) if self.device.type == "cpu" else contextlib.nullcontext()
+        with steps:
+            x = m.transformer.wte(self._wrap(batch.token_ids[None]))  # (1, N, C): every sequence's tokens in one row
+            if c.position == "learned":
+                x = x + m.transformer.wpe(self._wrap(batch.positions))
+            cos = sin = None
+            if m.rope is not None:
+                cos, sin = m.rope.tables(batch.positions, like=x)  # (N, 1, head_dim / 2)
+            meta = AttentionMetadata.build(batch.block_tables, batch.context_lens, batch.query_start_loc,
+                                           self.kv_cache.block_size, self.device.backend.xp)
+            ops = ArrayOps.for_model(m)
+            if ops is not None:  # no graph: the layers on arrays (zigtensor.llm.array_forward)
+                logits = self._forward_arrays(ops, x.data, batch, cos, sin, meta)
+            else:
+                logits = self._forward_tensors(x, batch, cos, sin, meta)
+        return self.device.backend.to_numpy(logits).astype(np.float32, copy=False)
+
+    def _forward_arrays(self, ops: ArrayOps, x, batch: ScheduledBatch, cos, sin, meta: AttentionMetadata):
+        m, backend = self.model, self.device.backend
         slots = backend.from_numpy(batch.slot_mapping)
-        meta = AttentionMetadata.build(batch.block_tables, batch.context_lens, batch.query_start_loc,
-                                       self.kv_cache.block_size, backend.xp)
+        cache = self.kv_cache
+        rotary = ops.rotary(cos, sin)
+        for layer, block in enumerate(m.transformer.h):
+            attn = block.attn
+            q, k, v = ops.qkv(attn, ops.norm(block.ln_1, x), rotary)
+            cache.write(layer, slots, k[0], v[0])
+            y = paged_attention(q[0], cache.k[layer], cache.v[layer], meta, attn.scale, sliding_window=attn.window)
+            y = y.reshape(x.shape[:2] + (-1,)).astype(x.dtype, copy=False)  # (1, N, n_head * head_dim)
+            x = x + ops.linear(attn.c_proj, y)
+            x = x + ops.mlp(block.mlp, ops.norm(block.ln_2, x))
+        last = x[0][backend.from_numpy(batch.last_token_indices)]  # (num_seqs, C)
+        return ops.linear(m.lm_head, ops.norm(m.transformer.ln_f, last))
+
+    def _forward_tensors(self, x: Tensor, batch: ScheduledBatch, cos, sin, meta: AttentionMetadata):
+        m = self.model
+        slots = self.device.backend.from_numpy(batch.slot_mapping)
         for layer, block in enumerate(m.transformer.h):
             x = x + self._attention(block.attn, block.ln_1(x), layer, cos, sin, slots, meta)
             x = x + block.mlp(block.ln_2(x))
         last = x[0][self._wrap(batch.last_token_indices)]  # (num_seqs, C)
-        logits = m.lm_head(m.transformer.ln_f(last))
-        return backend.to_numpy(logits.data).astype(np.float32, copy=False)
+        return m.lm_head(m.transformer.ln_f(last)).data
 
     def _attention(self, attn, h: Tensor, layer: int, cos, sin, slots, meta: AttentionMetadata) -> Tensor:
         from ..llm.rope import rotate

@@ -16,6 +16,7 @@ stop strings / max_tokens, and streams its text through an incremental detokeniz
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 
@@ -25,7 +26,7 @@ from ..autograd.grad_mode import no_grad
 from .kv_cache import KVCache
 from .outputs import CompletionOutput, GenerationMetrics, RequestOutput, StreamDelta
 from .sampling import SamplingParams, StopChecker, is_stop_token, make_generator, sample
-from .threads import blas_threads, step_threads
+from .threads import decode_threads
 from .transformer import token_tensor
 
 
@@ -59,12 +60,15 @@ class LLM:
         device (str): "cpu" (default) or "cuda[:i]".
         dtype: weight dtype; default float32.
         max_model_len (int | None): longest prompt + output; default the model's context length.
+        keep_quantized (bool): a GGUF file's quantized linear weights stay in their blocks (GPTQ / AWQ folders
+            always stay packed).
     """
 
-    def __init__(self, model, device="cpu", dtype=None, max_model_len: int | None = None):
+    def __init__(self, model, device="cpu", dtype=None, max_model_len: int | None = None,
+                 keep_quantized: bool = False):
         from .loader import load_model
 
-        self.loaded = load_model(model, device=device, dtype=dtype)
+        self.loaded = load_model(model, device=device, dtype=dtype, keep_quantized=keep_quantized)
         self.tokenizer = self.loaded.tokenizer
         self.config = self.loaded.config
         if self.loaded.kind == "decoder":
@@ -203,7 +207,20 @@ class LLM:
         while r < len(rows):  # prefill each prompt once, into the rows of all its completions
             n = rows[r].params.n
             ids = rows[r].prompt_ids
-            with blas_threads(self._threads(len(ids))):
+            if n == 1:  # following single-completion prompts of the same length join it: one forward, not one each
+                same = r + 1
+                while same < len(rows) and rows[same].params.n == 1 and len(rows[same].prompt_ids) == len(ids):
+                    same += 1
+                if same > r + 1:
+                    batch = [row.prompt_ids for row in rows[r:same]]
+                    with self._step(len(batch) * len(ids)):
+                        logits = model(token_tensor(batch, cache.device), cache=cache, rows=slice(r, same),
+                                       last_only=True).numpy()
+                    last += list(logits[:, -1])
+                    metrics.prompt_tokens += len(batch) * len(ids)
+                    r = same
+                    continue
+            with self._step(len(ids)):
                 logits = model(token_tensor([ids], cache.device), cache=cache, rows=slice(r, r + 1), last_only=True)
             for j in range(1, n):  # siblings share the prompt: copy its keys and values
                 for k, v in zip(cache.k, cache.v):
@@ -224,7 +241,7 @@ class LLM:
             # NOTE: finished rows keep stepping (their token is ignored): the batch stays one contiguous slice
             # of the cache, and the cache was sized for every row to take all steps
             step = [[row.output_ids[-1]] for row in rows]
-            with blas_threads(self._threads(len(rows))):
+            with self._step(len(rows)):
                 logits = model(token_tensor(step, cache.device), cache=cache).numpy()[:, -1]
             events = self._sample(rows, logits, budget, eos, metrics)
             metrics.decode_tokens += len(events)
@@ -234,8 +251,11 @@ class LLM:
             if row.finish_reason is None:
                 row.finish_reason = "length"
 
-    def _threads(self, tokens: int) -> int | None:
-        return step_threads(tokens) if self.loaded.model.transformer.wte.weight.device.type == "cpu" else None
+    def _step(self, tokens: int):
+        """Around a model step of `tokens` tokens: on CPU, the BLAS threads that time fastest (threads.py)."""
+        if self.loaded.model.transformer.wte.weight.device.type != "cpu":
+            return contextlib.nullcontext()
+        return decode_threads.step(tokens)
 
     def _max_new_tokens(self, row: _Row) -> int:
         room = self.max_model_len - len(row.prompt_ids)
@@ -292,7 +312,7 @@ class LLM:
         """The logits float32 [len(token_ids), vocab] of a token sequence: row t scores the token after t."""
         self._need("decoder", "score")
         _, ids = self._prompt_ids(list(token_ids), scoring=True)
-        with blas_threads(self._threads(len(ids))):
+        with self._step(len(ids)):
             logits = self.loaded.model(token_tensor([ids], self.loaded.model.transformer.wte.weight.device))
         return logits.numpy()[0].astype(np.float32, copy=False)
 

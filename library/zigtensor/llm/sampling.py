@@ -254,16 +254,29 @@ def sample(logits: np.ndarray, params: Sequence[SamplingParams], generators: Seq
     if len(prompt_ids) != batch or len(output_ids) != batch:
         raise ValueError(f"{batch} rows of logits but {len(prompt_ids)} prompts and {len(output_ids)} outputs")
 
-    raw_logprobs = log_softmax(logits.astype(np.float32))
+    logits = logits.astype(np.float32, copy=False)
+    # NOTE: log_softmax = z - log(sum(exp(z))), z = logits - max: the shifted rows and their log-sums, but the
+    # full [batch, vocab] log-probabilities only when some row asks for its top logprobs
+    top = logits.max(axis=-1, keepdims=True)
+    shifted = logits - top
+    raw_logprobs = None
+    if any(p.logprobs for p in params):
+        log_sums = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        raw_logprobs = shifted - log_sums
+    else:
+        log_sums = np.log(np.exp(shifted, out=shifted).sum(axis=-1, keepdims=True))
     token_ids = np.empty(batch, dtype=np.int64)
     top_logprobs: list[list[tuple[int, float]] | None] = []
     for i, p in enumerate(params):
-        row = logits[i:i + 1].astype(np.float32)
-        output = list(output_ids[i])
-        row = apply_repetition_penalty(row, [list(prompt_ids[i]) + output], p.repetition_penalty)
-        row = apply_presence_frequency(row, [output], p.presence_penalty, p.frequency_penalty)
+        row = logits[i:i + 1]  # a view: each filter below returns a new array, none writes into it
+        output = output_ids[i]
+        if p.repetition_penalty != 1.0:
+            row = apply_repetition_penalty(row, [list(prompt_ids[i]) + list(output)], p.repetition_penalty)
+        if p.presence_penalty != 0 or p.frequency_penalty != 0:
+            row = apply_presence_frequency(row, [list(output)], p.presence_penalty, p.frequency_penalty)
         if len(output) < p.min_tokens:
             enders = [t for t in (*([] if p.ignore_eos else eos_token_ids), *p.stop_token_ids) if 0 <= t < vocab]
+            row = row.copy()
             row[0, enders] = -np.inf
         if p.greedy:
             token_ids[i] = int(np.argmax(row[0]))
@@ -289,7 +302,8 @@ def sample(logits: np.ndarray, params: Sequence[SamplingParams], generators: Seq
             top_logprobs.append([(int(t), float(raw_logprobs[i, t])) for t in best])
         else:
             top_logprobs.append([] if p.logprobs == 0 else None)
-    chosen = raw_logprobs[np.arange(batch), token_ids].astype(np.float32)
+    rows = np.arange(batch)
+    chosen = ((logits[rows, token_ids] - top[:, 0]) - log_sums[:, 0]).astype(np.float32)
     return SamplerOutput(token_ids=token_ids, logprobs=chosen, top_logprobs=top_logprobs)
 
 
