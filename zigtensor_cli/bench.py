@@ -100,6 +100,8 @@ def generate(
     no_reference: bool = typer.Option(False, "--no-reference", help="Skip transformers."),
     torch_threads: int = typer.Option(None, "--torch-threads", min=1,
                                       help="torch.set_num_threads for transformers (default: torch's)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:i], for both libraries."),
+    dtype: str = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: float32)."),
 ) -> None:
     """Greedy decode tokens/s against transformers' generate (same model, in turns), then load time and memory."""
     from zigtensor.bench import core
@@ -111,7 +113,8 @@ def generate(
         raise typer.BadParameter(f"expected comma-separated ints, got {batch_size!r}",
                                  param_hint="--batch-size") from None
     rows, facts = suite.bench_generate(model, sizes, tokens, repeats, reference=not no_reference,
-                                       torch_threads=torch_threads, progress=lambda s: typer.echo(f"  {s}", err=True))
+                                       torch_threads=torch_threads, progress=lambda s: typer.echo(f"  {s}", err=True),
+                                       device=device, dtype=dtype)
     threads = facts["torch_threads"]
     typer.echo(f"machine: {core.machine()}; zigtensor BLAS threads per decode step: "
                f"{suite.decode_threads()}; torch threads: {threads if threads else 'n/a'}")

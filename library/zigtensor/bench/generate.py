@@ -43,8 +43,9 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _load_hf(model: str):
-    """transformers' model and tokenizer for a zigtensor model name or path (GGUF files through gguf_file=)."""
+def _load_hf(model: str, device: str = "cpu", dtype: str | None = None):
+    """transformers' model and tokenizer for a zigtensor model name or path (GGUF files through gguf_file=), on
+    device ("cpu", "cuda[:i]") in dtype (a torch dtype name; None: float32)."""
     import torch
     import transformers
 
@@ -53,7 +54,8 @@ def _load_hf(model: str):
     path = resolve_model(model)
     kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
     folder = path.parent if path.suffix == ".gguf" else path
-    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs).eval()
+    torch_dtype = getattr(torch, dtype or "float32")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs).eval().to(device)
     tok = transformers.AutoTokenizer.from_pretrained(folder, **kwargs)
     return hf, tok
 
@@ -120,7 +122,7 @@ def _time_batch(llm, hf, tok, prompts: list[list[int]], tokens: int, repeats: in
     if hf is not None:
         import torch
 
-        ids = torch.tensor(prompts)
+        ids = torch.tensor(prompts, device=hf.device)
 
         def run_hf():
             with torch.no_grad():
@@ -140,22 +142,23 @@ def _time_batch(llm, hf, tok, prompts: list[list[int]], tokens: int, repeats: in
 
 
 def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64, repeats: int = 3,
-                   reference: bool = True, torch_threads: int | None = None, progress=None
-                   ) -> tuple[list[Result], dict]:
+                   reference: bool = True, torch_threads: int | None = None, progress=None,
+                   device: str = "cpu", dtype: str | None = None) -> tuple[list[Result], dict]:
     """Greedy tokens/s of zigtensor and (when installed and reference) transformers per batch size, in turns,
     and the load figures. torch_threads: torch.set_num_threads for transformers (None: torch's default).
+    device and dtype ("float32", "bfloat16", "float16"; None: the model's default) apply to both libraries.
     Returns (rows, facts): rows in seconds per generated token (Result.unit 's/token'); facts:
     {'same_tokens': {batch: bool}, 'load': {library: LoadStats | None}, 'torch_threads': int | None}."""
     from ..llm import LLM
 
     say = progress or (lambda s: None)
     say(f"loading {model} (zigtensor)")
-    llm = LLM(model)
+    llm = LLM(model, device=device, dtype=dtype)
     hf = tok = None
     if reference:
         try:
             say(f"loading {model} (transformers)")
-            hf, tok = _load_hf(model)
+            hf, tok = _load_hf(model, device, dtype)
             import torch
 
             if torch_threads is not None:
