@@ -134,10 +134,11 @@ def test_a_client_that_leaves_while_queued_is_removed_from_the_queue(stream):
 
 
 def refused(url: str, body: dict) -> bool:
-    """A new request is refused: 503 while uvicorn still listens, no connection once it has closed its socket."""
+    """A new request is refused: 503 while uvicorn still listens, no connection once it has closed its socket
+    (or the connection reset, when the socket closes while the request is on its way)."""
     try:
         response = httpx.post(url, json=body)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
         return True
     assert response.status_code == 503 and "shutting down" in response.json()["error"]["message"]
     return False
