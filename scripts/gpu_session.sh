@@ -29,8 +29,10 @@ if stage ops; then
 fi
 if stage train; then  # the recipes issue 5 names, on the GPU, shortened; accuracy/loss lines are in metrics
     timeout 120 zt train recipes/fashion_cnn.toml --device cuda --out "$OUT/run_cnn" > "$OUT/train_cnn.txt" 2>&1
+    timeout 90 zt bench train shakespeare_gpt --device cuda --steps 10 > "$OUT/bench_train_gpt.txt" 2>&1
 fi
 if stage generate; then
-    timeout 120 zt bench generate --model "${MODEL:-smollm2}" --device cuda > "$OUT/bench_generate.txt" 2>&1
+    timeout 120 zt bench generate --model "${MODEL:-smollm2}" --device cuda --dtype bfloat16 \
+        > "$OUT/bench_generate.txt" 2>&1
 fi
 tail -n 3 "$OUT"/*.log "$OUT"/*.txt

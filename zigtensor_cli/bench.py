@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(help="Benchmark zigtensor against its references (NumPy, PyTorch) in one process.",
@@ -35,12 +37,16 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", min=1,
                                    help="Examples per step (default: the recipe's)."),
     steps: int = typer.Option(20, "--steps", min=1, help="Timed steps of each (after 3 warm-up steps)."),
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY.PATH=VALUE", help="Override a recipe value, as in zt train (repeatable).")] = None,
+    device: str = typer.Option(None, "--device", help="cpu or cuda[:i] (default: the recipe's train.device)."),
 ) -> None:
     """One training step of a recipe's model: zigtensor against its PyTorch twin (same weights and batch)."""
     from zigtensor.bench import core
     from zigtensor.bench import train as suite
 
-    results = suite.bench_recipe(suite.find_recipe(recipe), batch_size=batch_size, steps=steps)
+    results = suite.bench_recipe(suite.find_recipe(recipe, overrides or []), batch_size=batch_size, steps=steps,
+                                 device=device)
     typer.echo(f"machine: {core.machine()}")
     header = f"{'benchmark':64} {'zigtensor':>14} {'torch':>14}  {'torch/zt':>8}"
     typer.echo(header)

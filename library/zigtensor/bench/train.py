@@ -221,8 +221,10 @@ def _peak_bytes(fn) -> int:
         tracemalloc.stop()
 
 
-def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 20) -> list[Result]:
-    """Time one training step of the recipe's model in zigtensor and in PyTorch eager (when installed).
+def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 20,
+                 device: str | None = None) -> list[Result]:
+    """Time one training step of the recipe's model in zigtensor and in PyTorch eager (when installed), on
+    device (default: the recipe's train.device; both libraries on it, each step synchronized on a GPU).
 
     Returns four rows: the median step time with the two libraries in turns (unit "s"); the same with
     each library's steps run alone, one library after the other; the seconds per example or per token of
@@ -234,14 +236,17 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
     info = data_info(recipe)
     batch = batch_size or recipe.train.batch_size
     name = recipe.model.name
+    device = str(zt.device(device or recipe.train.device))
+    on_gpu = device != "cpu"
     zt.manual_seed(recipe.train.seed)
     model = build_model(recipe.model, info)
+    model.to(device)
     model.train()
     params = list(model.parameters())
     opt = _optimizer(zt, recipe.optim, params)
     clip = recipe.train.grad_clip
     x, y = _batch(info, batch)
-    zx, zy = zt.tensor(x), zt.tensor(y.reshape(-1))
+    zx, zy = zt.tensor(x, device=device), zt.tensor(y.reshape(-1), device=device)
 
     def zt_step():
         logits = model(zx)
@@ -251,15 +256,17 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
         if clip > 0:
             zt.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
+        if on_gpu:  # NOTE: kernels run asynchronously; a step is timed to its end
+            zt.cuda.synchronize()
 
     fns = [zt_step]
     torch = _torch()
     if torch is not None:
-        twin = torch_twin(torch, name, model)
+        twin = torch_twin(torch, name, model).to(device)
         twin.train()
         tparams = list(twin.parameters())
         topt = _optimizer(torch, recipe.optim, tparams)
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y.reshape(-1))
+        tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y.reshape(-1)).to(device)
 
         def torch_step():
             logits = twin(tx)
@@ -269,6 +276,8 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(tparams, clip)
             topt.step()
+            if on_gpu:
+                torch.cuda.synchronize()
 
         if topt is not None:
             fns.append(torch_step)
@@ -285,15 +294,17 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
         per, unit = batch, "sample"
         shape = f"batch {batch}"
     step = f"{name} ({n_params / 1e6:.2f}M params) {recipe.optim.name} step, {shape}, in turns"
-    peak = _peak_bytes(zt_step)
-    return [
+    rows = [
         Result(step, zt_s, ref_s, "torch eager"),
         Result(f"{name} step, each library timed alone", alone[0], alone[1] if len(alone) > 1 else None,
                "torch eager"),
         Result(f"{name} throughput ({unit}s/s)", zt_s / per, None if ref_s is None else ref_s / per,
                "torch eager", unit=f"s/{unit}"),
-        Result(f"{name} peak host memory of a step", peak, None, "tracemalloc (NumPy allocations)", unit="B"),
     ]
+    if not on_gpu:  # (tracemalloc sees host allocations only)
+        rows.append(Result(f"{name} peak host memory of a step", _peak_bytes(zt_step), None,
+                           "tracemalloc (NumPy allocations)", unit="B"))
+    return rows
 
 
 def _describe(r: Result) -> str:
