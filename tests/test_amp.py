@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from cuda_util import why_no_gpu
 from oracle import compare, torch
+from tiny_recipes import IMAGE_RECIPE, TEXT_RECIPE, write_image_dataset, write_recipe
 
 import zigtensor as zt
 import zigtensor.nn.functional as F
 from zigtensor import amp
 from zigtensor.amp.policy import FLOAT32, LOWER, OP_POLICY
-from zigtensor.data import write_idx
 from zigtensor.train import load_recipe
 from zigtensor.train.checkpoint import load_checkpoint
 from zigtensor.train.metrics import read_metrics
@@ -477,57 +477,6 @@ def test_scale_keeps_a_float16_loss_from_overflowing():
 
 
 # ---------------------------------------------------------------------------------------------- recipes
-IMAGE_RECIPE = """\
-[model]
-name = "mlp"
-hidden = [32]
-dropout = 0.2
-[data]
-name = "mnist"
-path = "{path}"
-val_fraction = 0.25
-[optim]
-name = "adamw"
-lr = 3e-3
-[train]
-steps = 40
-batch_size = 32
-log_every = 10
-eval_every = 20
-checkpoint_every = 10
-dtype = "{dtype}"
-[eval]
-batches = 4
-"""
-
-TEXT_RECIPE = """\
-[model]
-name = "gpt"
-n_layer = 1
-n_head = 2
-n_embd = 32
-dropout = 0.1
-[data]
-name = "text"
-path = "{path}"
-block_size = 16
-[optim]
-name = "adamw"
-lr = 1e-2
-[train]
-steps = 40
-batch_size = 8
-log_every = 10
-eval_every = 20
-checkpoint_every = 10
-dtype = "{dtype}"
-[eval]
-batches = 2
-[sample]
-prompt = "hello"
-tokens = 20
-temperature = 0.0
-"""
 
 # float16 runs use a scaler that starts too high and grows every 4 steps, so that steps are skipped (at the
 # start and again after each growth) and the scaler's state matters when resuming
@@ -562,29 +511,19 @@ main()
 """
 
 
-def _write_images(folder, n_train=256, n_test=64):
-    """MNIST-format files: each class a random prototype of bright pixels among clutter and noise."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    prototypes = rng.random((10, 28, 28)) < 0.08
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        y = rng.integers(0, 10, n)
-        x = np.where((prototypes[y] & (rng.random((n, 28, 28)) < 0.4)) | (rng.random((n, 28, 28)) < 0.15), 230, 0)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", (x + rng.integers(0, 25, (n, 28, 28))).astype(np.uint8))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
-
-
 @pytest.fixture(scope="module")
 def amp_recipes(tmp_path_factory):
     """{(kind, dtype): recipe path} for kind image/text and dtype bfloat16/float16."""
     root = tmp_path_factory.mktemp("amp_data")
-    _write_images(root / "images")
+    write_image_dataset(root / "images", 256, 64)
     (root / "text.txt").write_text("hello world, hello zigtensor!\n" * 100)
     out = {}
-    for kind, text, path in (("image", IMAGE_RECIPE, root / "images"), ("text", TEXT_RECIPE, root / "text.txt")):
+    for kind, template, path, shape in (("image", IMAGE_RECIPE, root / "images", ()),
+                                        ("text", TEXT_RECIPE, root / "text.txt", ("train.batch_size=8",))):
         for dtype in ("bfloat16", "float16"):
-            out[kind, dtype] = root / f"{kind}_{dtype}.toml"
-            out[kind, dtype].write_text(text.format(path=path, dtype=dtype))
+            out[kind, dtype] = write_recipe(root / f"{kind}_{dtype}.toml", template, path, *shape, "train.steps=40",
+                                            "train.checkpoint_every=10", "train.eval_every=20",
+                                            f"train.dtype={dtype!r}")
     return out
 
 
@@ -653,9 +592,8 @@ def test_a_mixed_precision_run_resumes_bit_identically(kind, dtype, stop_after, 
 
 def test_a_diverging_float16_run_still_stops(amp_recipes, tmp_path):
     """The scaler absorbs overflowed gradients, not a loss that is itself inf or nan."""
-    text = Path(amp_recipes["image", "float16"]).read_text().replace("lr = 3e-3", "lr = 1e30")
-    recipe = tmp_path / "diverge.toml"
-    recipe.write_text(text)
+    recipe = write_recipe(tmp_path / "diverge.toml", Path(amp_recipes["image", "float16"]).read_text(), None,
+                          "optim.lr=1e30")
     with pytest.raises(TrainingError, match=r"step \d+: the loss is (nan|inf)"):
         Trainer(load_recipe(recipe), tmp_path / "run", progress=False, echo=lambda s: None).fit()
 
@@ -667,9 +605,8 @@ def test_an_overflowed_gradient_stops_the_run_only_below_a_loss_scale_of_one(ini
     and a divergence below it (the gradients overflow unscaled)."""
     import zigtensor.train.trainer as T
 
-    text = Path(amp_recipes["image", "float16"]).read_text().replace("steps = 40", "steps = 3")
-    recipe = tmp_path / "short.toml"
-    recipe.write_text(text)
+    recipe = write_recipe(tmp_path / "short.toml", Path(amp_recipes["image", "float16"]).read_text(), None,
+                          "train.steps=3")
     monkeypatch.setattr(T, "make_grad_scaler", lambda r: amp.GradScaler(init_scale=init_scale))
     real_clip = T.clip_grad_norm_
 

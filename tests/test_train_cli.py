@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from test_trainer import IMAGE_RECIPE, write_image_dataset
+from tiny_recipes import IMAGE_RECIPE, write_image_dataset
 from typer.testing import CliRunner
 
 import zigtensor as zt

@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_recipes import IMAGE_RECIPE, TEXT_RECIPE, write_image_dataset
 from typer.testing import CliRunner
 
 import zigtensor as zt
-from zigtensor.data import write_idx
 from zigtensor.models import MLP, MLPConfig
 from zigtensor.train import load_recipe
 from zigtensor.train.checkpoint import (
@@ -30,77 +30,6 @@ from zigtensor.train.trainer import Trainer, TrainingError
 from zigtensor_cli.app import app
 
 # ---------------------------------------------------------------------------------------------- data
-IMAGE_RECIPE = """\
-# A tiny MLP on synthetic 28x28 images
-[model]
-name = "mlp"
-hidden = [32]
-dropout = 0.2
-[data]
-name = "mnist"
-path = "{path}"
-val_fraction = 0.25
-[optim]
-name = "adamw"
-lr = 3e-3
-[schedule]
-name = "warmup_cosine"
-warmup_steps = 5
-[train]
-steps = 60
-batch_size = 32
-log_every = 10
-eval_every = 20
-checkpoint_every = 20
-keep_checkpoints = 2
-[eval]
-batches = 4
-"""
-
-TEXT_RECIPE = """\
-# A tiny GPT on a repeated sentence
-[model]
-name = "gpt"
-n_layer = 1
-n_head = 2
-n_embd = 32
-dropout = 0.1
-[data]
-name = "text"
-path = "{path}"
-block_size = 16
-[optim]
-name = "adamw"
-lr = 1e-2
-[train]
-steps = 100
-batch_size = 16
-log_every = 10
-eval_every = 25
-checkpoint_every = 50
-[eval]
-batches = 2
-[sample]
-prompt = "hello"
-tokens = 40
-temperature = 0.0
-"""
-
-
-def write_image_dataset(folder, n_train=512, n_test=128, seed=0):
-    """MNIST-format gz IDX files: each class is a random prototype of bright pixels, of which an image shows
-    40% among 15% bright clutter and faint noise: easy for an MLP, but not at once."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    prototypes = rng.random((10, 28, 28)) < 0.08
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        y = rng.integers(0, 10, n)
-        shown = prototypes[y] & (rng.random((n, 28, 28)) < 0.4)
-        clutter = rng.random((n, 28, 28)) < 0.15
-        x = np.where(shown | clutter, 230, 0) + rng.integers(0, 25, (n, 28, 28))
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x.astype(np.uint8))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
-    return folder
 
 
 @pytest.fixture(scope="module")
