@@ -56,6 +56,39 @@ class CPUBackend:
             return None
         return self._split_matmul(x, weight.T, bias)
 
+    def linear_backward(self, g, x, weight, has_bias: bool):
+        """(dx, dw, db) of x @ weight.T + bias for g (N, out) and x (N, in): dx = g @ weight and dw = g.T @ x
+        (db = the column sums of g, None without a bias) computed side by side, half the cores on each; None
+        when this does not apply (the caller then runs the products one after the other).
+
+        NOTE: the two GEMMs are independent and of equal size (N x out x in multiply-adds each), so on two
+        cores each runs whole on its own core: no product is cut into thinner, slower BLAS calls, and one
+        hand-off to the pool replaces three (dx, dw and db each split)."""
+        if not (self._splits(g, weight) and g.dtype == x.dtype == weight.dtype and g.ndim == x.ndim == 2):
+            return None
+        N, out_f = g.shape
+        dx = np.empty(x.shape, x.dtype)
+        dw = np.empty(weight.shape, weight.dtype)
+        db = np.empty(out_f, g.dtype) if has_bias else None
+        parts = max(1, _cpu_count() // 2)  # per product: the cores' halves, each part one single-threaded GEMM
+        rows = [N * i // parts for i in range(parts + 1)]
+        outs = [out_f * i // parts for i in range(parts + 1)]
+        ones = np.ones(N, g.dtype) if has_bias else None
+
+        def task(i0, i1):
+            for i in range(i0, i1):
+                if i < parts:  # dx rows [r0, r1)
+                    r0, r1 = rows[i], rows[i + 1]
+                    np.matmul(g[r0:r1], weight, out=dx[r0:r1])
+                else:  # dw (and db) rows [o0, o1): one output feature per row
+                    o0, o1 = outs[i - parts], outs[i - parts + 1]
+                    np.matmul(g[:, o0:o1].T, x, out=dw[o0:o1])
+                    if ones is not None:
+                        np.matmul(ones, g[:, o0:o1], out=db[o0:o1])
+
+        self.parallel(task, 2 * parts)
+        return dx, dw, db
+
     def _splits(self, a, b) -> bool:
         """Whether matmul splits a @ b between the cores: float matrices (or a matrix and a vector) large enough,
         more than one core, and OpenBLAS on one thread (blas_threads.py)."""
