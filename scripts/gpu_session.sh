@@ -30,6 +30,10 @@ fi
 if stage train; then  # the recipes issue 5 names, on the GPU, shortened; accuracy/loss lines are in metrics
     timeout 120 zt train recipes/fashion_cnn.toml --device cuda --out "$OUT/run_cnn" > "$OUT/train_cnn.txt" 2>&1
     timeout 90 zt bench train shakespeare_gpt --device cuda --steps 10 > "$OUT/bench_train_gpt.txt" 2>&1
+    # issue 5: the GPT recipe scaled to GPT-2 small (12 layers, width 768, context 1024) in bf16 autocast
+    timeout 150 zt bench train shakespeare_gpt --device cuda --steps 5 --batch-size 8 --set model.n_layer=12 \
+        --set model.n_head=12 --set model.n_embd=768 --set data.block_size=1024 --set 'train.dtype="bfloat16"' \
+        > "$OUT/bench_train_gpt2_small_bf16.txt" 2>&1
 fi
 if stage generate; then
     timeout 120 zt bench generate --model "${MODEL:-smollm2}" --device cuda --dtype bfloat16 \

@@ -261,3 +261,17 @@ def test_bench_recipe(tmp_path):
     assert "lstm" in r.stdout and "tokens/s" in r.stdout and "MiB" in r.stdout
     with pytest.raises(RecipeError, match="no-such-recipe: no such recipe file, and no shipped recipe"):
         find_recipe("no-such-recipe")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_bench_recipe_runs_a_mixed_precision_step_in_both_libraries(dtype, monkeypatch):
+    """train.dtype puts both forwards under autocast (float16 with a loss scaler) and says so in the row."""
+    from zigtensor import amp
+    from zigtensor.train import parse_recipe
+
+    entered = []
+    real_enter = amp.autocast.__enter__
+    monkeypatch.setattr(amp.autocast, "__enter__", lambda self: entered.append(self.dtype) or real_enter(self))
+    step, *_ = bench_recipe(parse_recipe(RECIPE + f'dtype = "{dtype}"\n'), batch_size=2, steps=1)
+    assert f"{dtype} autocast" in step.name and step.zt_s > 0 and step.ref_s > 0
+    assert entered and set(entered) == {getattr(zt, dtype)}

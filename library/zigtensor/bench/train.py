@@ -7,12 +7,15 @@ The zigtensor model comes from zigtensor.train.models.build_model, as `zt train`
 is written below with torch.nn, with the same parameter names, and starts from a copy of the zigtensor
 weights. Both see the same synthetic batch (random images and labels, or random token windows: the data
 set is not loaded, so the vocabulary is 96 for the char tokenizer, 256 for bytes) and run forward, loss,
-backward, gradient clipping (when the recipe's train.grad_clip > 0) and the recipe's optimizer, in turns
+backward, gradient clipping (when the recipe's train.grad_clip > 0) and the recipe's optimizer (the forward
+under autocast when train.dtype is bfloat16 or float16, float16 with a loss scaler, as `zt train` runs it), in turns
 (median_interleaved) so drift hits both alike, and then each library alone (see bench_recipe).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
 import importlib
 import tracemalloc
@@ -25,6 +28,7 @@ import zigtensor.nn.functional as F
 
 from ..train import recipe as R
 from ..train.models import DataInfo, build_model
+from ..train.trainer import make_autocast, make_grad_scaler
 from .timing import Result, median_interleaved
 
 CHAR_VOCAB = 96  # the char tokenizer's vocabulary in these benchmarks (Shakespeare's has about this many)
@@ -248,14 +252,27 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
     x, y = _batch(info, batch)
     zx, zy = zt.tensor(x, device=device), zt.tensor(y.reshape(-1), device=device)
 
+    # train.dtype bfloat16/float16: the forward under autocast, float16 with a loss scaler, as the trainer runs it
+    # (and PyTorch's twin with torch.autocast and its GradScaler)
+    dtype = recipe.train.dtype
+    autocast = make_autocast(dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, device=device)))
+    scaler = make_grad_scaler(recipe)
+
     def zt_step():
-        logits = model(zx)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), zy)
+        with autocast:
+            logits = model(zx)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), zy)
         opt.zero_grad()
-        loss.backward()
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(opt)
         if clip > 0:
             zt.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
         if on_gpu:  # NOTE: kernels run asynchronously; a step is timed to its end
             zt.cuda.synchronize()
 
@@ -268,14 +285,25 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
         topt = _optimizer(torch, recipe.optim, tparams)
         tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y.reshape(-1)).to(device)
 
+        t_autocast = (torch.autocast(device.partition(":")[0], dtype=getattr(torch, dtype))
+                      if dtype != "float32" else contextlib.nullcontext())
+        t_scaler = torch.amp.GradScaler(device.partition(":")[0]) if dtype == "float16" else None
+
         def torch_step():
-            logits = twin(tx)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ty)
+            with t_autocast:
+                logits = twin(tx)
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ty)
             topt.zero_grad()
-            loss.backward()
+            (loss if t_scaler is None else t_scaler.scale(loss)).backward()
+            if t_scaler is not None:
+                t_scaler.unscale_(topt)
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(tparams, clip)
-            topt.step()
+            if t_scaler is None:
+                topt.step()
+            else:
+                t_scaler.step(topt)
+                t_scaler.update()
             if on_gpu:
                 torch.cuda.synchronize()
 
@@ -293,7 +321,8 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
     else:
         per, unit = batch, "sample"
         shape = f"batch {batch}"
-    step = f"{name} ({n_params / 1e6:.2f}M params) {recipe.optim.name} step, {shape}, in turns"
+    precision = "" if dtype == "float32" else f", {dtype} autocast"
+    step = f"{name} ({n_params / 1e6:.2f}M params) {recipe.optim.name} step{precision}, {shape}, in turns"
     rows = [
         Result(step, zt_s, ref_s, "torch eager"),
         Result(f"{name} step, each library timed alone", alone[0], alone[1] if len(alone) > 1 else None,
