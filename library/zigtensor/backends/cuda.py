@@ -99,11 +99,12 @@ class CUDABackend:
 
     # --- fused elementwise (ours) ---------------------------------------------------------------------------
     def gelu(self, x, approximate: str = "none"):
-        """gelu(x) in one pass (erf form, or the tanh approximation)."""
-        return DeviceArray(_ew.unary("gelu" if approximate == "none" else "gelu_tanh", x._a))
+        """(gelu(x), None) in one pass (erf form, or the tanh approximation): backward recomputes from x, which
+        costs a kernel less memory traffic than a saved array would."""
+        return DeviceArray(_ew.unary("gelu" if approximate == "none" else "gelu_tanh", x._a)), None
 
-    def gelu_backward(self, g, x, approximate: str = "none"):
-        """g * gelu'(x) in one pass."""
+    def gelu_backward(self, g, x, approximate: str = "none", saved=None):
+        """g * gelu'(x) in one pass (saved: gelu's None)."""
         op = "gelu_backward" if approximate == "none" else "gelu_tanh_backward"
         return DeviceArray(_ew.binary(op, g._a, x._a))
 

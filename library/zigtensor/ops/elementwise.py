@@ -586,9 +586,11 @@ class Gelu(Function):
 
     def forward(self, a, approximate):
         fused = getattr(self.device.backend, "gelu", None)
-        if fused is not None:  # one kernel (CUDA); backward then recomputes from x
-            self.aux = None
-            return fused(a, approximate)
+        if fused is not None:  # the backend's kernel; its backward takes what it saved (aux)
+            self.fused = True
+            out, self.aux = fused(a, approximate)
+            return out
+        self.fused = False
         xp, x = self.xp, _widen(a)
         if approximate == "tanh":
             t = x * x  # t = tanh(C (x + K x^3)), computed in place
@@ -609,7 +611,7 @@ class Gelu(Function):
 
     def backward(self, g):
         x, approximate = self.inputs
-        return GeluBackward.apply(g, x, approximate, self.aux), None
+        return GeluBackward.apply(g, x, approximate, self.aux, self.fused), None
 
     def release(self) -> None:
         super().release()
@@ -618,11 +620,12 @@ class Gelu(Function):
 
 class GeluBackward(Function):
     """g * gelu'(x), an op of its own so that gelu's backward is differentiable again (create_graph).
-    aux: what gelu's forward kept (Phi(x), or the tanh), so it is not computed twice."""
+    aux: what gelu's forward kept, so it is not computed twice: the backend kernel's saved array (fused), or
+    the composed form's Phi(x) or tanh."""
 
-    def forward(self, g, a, approximate, aux):
-        if aux is None:  # the fused forward kept nothing: the fused backward
-            return self.device.backend.gelu_backward(g, a, approximate)
+    def forward(self, g, a, approximate, aux, fused):
+        if fused:
+            return self.device.backend.gelu_backward(g, a, approximate, aux)
         xp, x = self.xp, _widen(a)
         if approximate == "tanh":
             # 0.5 (1 + t) + 0.5 x (1 - t^2) u', u' = C (1 + 3 K x^2)
@@ -648,8 +651,8 @@ class GeluBackward(Function):
         return d.astype(a.dtype, copy=False).reshape(a.shape)
 
     def backward(self, gg):
-        g, x, approximate, aux = self.inputs
-        dg = GeluBackward.apply(gg, x, approximate, aux) if g.requires_grad else None
+        g, x, approximate, aux, fused = self.inputs
+        dg = GeluBackward.apply(gg, x, approximate, aux, fused) if g.requires_grad else None
         dx = None
         if x.requires_grad:
             if approximate == "tanh":
@@ -662,7 +665,7 @@ class GeluBackward(Function):
             else:
                 second = (x * x * -0.5).exp() * _INV_SQRT_2PI * (2 - x * x)  # phi(x) (2 - x^2)
             dx = gg * g * second
-        return dg, dx, None, None
+        return dg, dx, None, None, None
 
 
 def gelu(x, approximate: str = "none"):
