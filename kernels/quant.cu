@@ -15,7 +15,8 @@
 //
 // Defines (defaults compile standalone):
 //   T     activation type: __half | __nv_bfloat16 | float
-//   ZT_MMA_EMULATE  portable C++ for mma.sync (automatic without __CUDA_ARCH__, e.g. tests/kernel_emulator.py)
+//   ZT_MMA_EMULATE  portable C++ for mma.sync (kernels/zt_mma.cuh; automatic without __CUDA_ARCH__, e.g.
+//                   tests/kernel_emulator.py)
 //
 // Kernels (both: x, codes, scales, zeros, y, M, N, K, group_len):
 //   w4a16_gemv   SIMT, for few rows (the launcher uses it for M <= 8, and for float T at any M). Block 128 = 4
@@ -46,35 +47,22 @@
 // Registers (nvcc 13.0 ptxas, sm_80 / sm_90a, no spills): w4a16_gemv 62 / 55 (float T: 64 / 56), w4a16_gemm
 // 94 / 89 with 9 KB of shared memory.
 // Verified without a GPU: tests/test_cuda_quant.py runs both kernels under tests/kernel_emulator.py (the mma
-// stand-in below follows the PTX ISA fragment tables) against dequantize-then-matmul; speed is unmeasured here.
+// stand-in of kernels/zt_mma.cuh follows the PTX ISA fragment tables) against dequantize-then-matmul; speed is
+// unmeasured here.
 //
 // zt-variants: | T=__half | T=__nv_bfloat16
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "zt_device.cuh"
+#include "zt_mma.cuh"
 
 #ifndef T
 #define T float
 #endif
 
-#if defined(__CUDA_ARCH__) && !defined(ZT_MMA_EMULATE)
-#define ZT_PTX 1
-#else
-#define ZT_PTX 0
-#endif
-
-typedef unsigned int u32;
-
-__device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
 // The mma operand type: T itself when 16-bit; float activations are never sent to the mma kernel (the launcher
 // runs them on w4a16_gemv), but the kernel still compiles for them, as __half.
-template <typename X> struct MmaType { typedef __half type; static constexpr int bf16 = 0; };
-template <> struct MmaType<__nv_bfloat16> { typedef __nv_bfloat16 type; static constexpr int bf16 = 1; };
-typedef MmaType<T>::type mt;
-constexpr int kIsBf16 = MmaType<T>::bf16;
+typedef ZtMma16<T>::type mt;
+constexpr int kIsBf16 = ZtMma16<T>::is_bf16;
 
 __device__ __forceinline__ unsigned short mt_bits(float v) {
     if (kIsBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
@@ -92,7 +80,8 @@ __device__ __forceinline__ void stage4(const float* src, mt* dst) {
 }
 
 // Four consecutive activations x[0..3] as floats in one 8-byte (16-bit T) or 16-byte (float) load: the caller's
-// column is a multiple of 4 in a row of K % 8 == 0 elements, so the address is aligned to the load.
+// column is a multiple of 4 in a row of K % 8 == 0 elements, so the address is aligned to the load. NOTE: not
+// zt_device.cuh's load_pack, which gives the same values but makes nvcc 13.0 spill w4a16_gemv for sm_80 (16-bit T).
 __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
     const float4 q = *reinterpret_cast<const float4*>(p);
     v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
@@ -155,78 +144,11 @@ w4a16_gemv(const T* x, const unsigned char* codes, const float* scales, const un
             }
 #pragma unroll
             for (int r = 0; r < kGemvRows; ++r) {
-                float v = acc[r];
-                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-                if (lane == 0 && r < rows) store_as(&y[(long long)(m0 + r) * N + n], v);
+                const float v = warp_sum(acc[r]);
+                if (lane == 0 && r < rows) store_as(v, y[(long long)(m0 + r) * N + n]);
             }
         }
     }
-}
-
-// ------------------------------------------------------------------------------------------ warp-level PTX
-// mma.sync m16n8k16 as inline PTX, with the portable C++ stand-in of kernels/gemm.cu (same fragment tables; used
-// where __CUDA_ARCH__ is undefined, i.e. under the CPU kernel emulator, or with ZT_MMA_EMULATE).
-#if !ZT_PTX
-struct ZtWarpSlots {
-    u32 a[32][32][4];
-    u32 b[32][32][2];
-};
-__device__ __forceinline__ ZtWarpSlots& zt_slots() {
-    __shared__ ZtWarpSlots slots;
-    return slots;
-}
-__device__ __forceinline__ int zt_linear_tid() {
-    return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-}
-__device__ __forceinline__ float zt_bits_to_float(u32 bits, int is_bf16) {
-    if (is_bf16) return __uint_as_float(bits << 16);
-    __half_raw raw;
-    raw.x = (unsigned short)bits;
-    return __half2float(__half(raw));
-}
-// D = A B + C over one warp's fragments: every lane publishes its A and B registers, then computes its own four
-// accumulators. A(row, k): lane 4 (row % 8) + (k % 8) / 2, register row / 8 + 2 (k / 8), half k % 2;
-// B(k, col): lane 4 col + (k % 8) / 2, register k / 8, half k % 2.
-__device__ __forceinline__ void zt_mma_emulated(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-    ZtWarpSlots& s = zt_slots();
-    const int w = zt_linear_tid() / 32, l = zt_linear_tid() % 32;
-    for (int i = 0; i < 4; ++i) s.a[w][l][i] = a[i];
-    for (int i = 0; i < 2; ++i) s.b[w][l][i] = b[i];
-    __syncwarp();
-    for (int i = 0; i < 4; ++i) {
-        const int row = l / 4 + 8 * (i / 2), col = 2 * (l % 4) + (i % 2);
-        float acc = d[i];
-        for (int k = 0; k < 16; ++k) {
-            const u32 ar = s.a[w][4 * (row % 8) + (k % 8) / 2][row / 8 + 2 * (k / 8)];
-            const u32 br = s.b[w][4 * col + (k % 8) / 2][k / 8];
-            acc += zt_bits_to_float((ar >> (16 * (k % 2))) & 0xffffu, kIsBf16) *
-                   zt_bits_to_float((br >> (16 * (k % 2))) & 0xffffu, kIsBf16);
-        }
-        d[i] = acc;
-    }
-    __syncwarp();
-}
-#endif
-
-// d += a @ b for one 16x8x16 tile. With g = lane / 4, t = lane % 4: a = A(g, 2t..2t+1), A(g+8, 2t..),
-// A(g, 2t+8..), A(g+8, 2t+8..); b = B(2t..2t+1, g), B(2t+8.., g); d = D(g, 2t), D(g, 2t+1), D(g+8, 2t),
-// D(g+8, 2t+1). The lower k (or column) in the low 16 bits.
-__device__ __forceinline__ void mma_16816(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-#if ZT_PTX
-    if (kIsBf16) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    } else {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-#else
-    zt_mma_emulated(d, a, b);
-#endif
 }
 
 // ------------------------------------------------------------------------------------------ w4a16_gemm
@@ -305,7 +227,7 @@ w4a16_gemm(const T* x, const unsigned char* codes, const float* scales, const un
                         for (int b = 0; b < 4; ++b) v[b] = ((float)((word >> (8 * b + 4 * h)) & 0xFu) - zero) * scale;
                         const u32 frag[2] = {pack2(v[0], v[1]), pack2(v[2], v[3])};
 #pragma unroll
-                        for (int i = 0; i < kWM / 16; ++i) mma_16816(acc[i][j], a[h][i], frag);
+                        for (int i = 0; i < kWM / 16; ++i) mma_16816<kIsBf16>(acc[i][j], a[h][i], frag);
                     }
                 }
             }
@@ -319,6 +241,6 @@ w4a16_gemm(const T* x, const unsigned char* codes, const float* scales, const un
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int m = m_block + wm + 16 * i + g + 8 * (e / 2), n = n_block + wn + 8 * j + 2 * t + e % 2;
-                if (m < M && n < N) store_as(&y[(long long)m * N + n], acc[i][j][e]);
+                if (m < M && n < N) store_as(acc[i][j][e], y[(long long)m * N + n]);
             }
 }

@@ -1,7 +1,7 @@
 """kernels/gemm.cu through its launcher (backends/cuda_kernels/gemm.py) against PyTorch (CPU, float64 on the same
 rounded inputs): every kernel (naive, simt, tc with fp16/bf16 and tf32), both layouts of each operand (transposed
 views), padded rows, edge tiles, batches with broadcasting, 1-D operands, alpha/beta and `out`. GPU cases are
-marked `cuda`; a subset runs on the CPU kernel emulator (tensor-core fragments through gemm.cu's stand-ins).
+marked `cuda`; a subset runs on the CPU kernel emulator (tensor-core fragments through zt_mma.cuh's stand-ins).
 The kernel choice (plan) and the argument errors are tested without any device."""
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_large_batch_splits_grid(monkeypatch):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [F16, BF16])
 def test_mma_stand_ins_match_hardware(dtype, monkeypatch):
-    """gemm.cu's C++ stand-ins for ldmatrix / mma.sync (ZT_MMA_EMULATE) give the hardware's results: the
+    """zt_mma.cuh's C++ stand-ins for ldmatrix / mma.sync (ZT_MMA_EMULATE) give the hardware's results: the
     fragment layouts the emulator tests rely on are those of the tensor cores."""
     dev = kernel_device("cuda", monkeypatch)
     from zigtensor.backends.cuda_kernels import _launch

@@ -1,6 +1,6 @@
 """kernels/quant.cu (W4A16 gemv and mma.sync gemm) and QuantLinear on CUDA against dequantize-then-matmul: odd sizes,
 every group size, act-order, float16 / bfloat16 / float32 activations. The GPU cases are marked `cuda`; a subset of
-the kernel cases runs on the CPU kernel emulator (the tensor-core fragments through quant.cu's stand-ins)."""
+the kernel cases runs on the CPU kernel emulator (the tensor-core fragments through zt_mma.cuh's stand-ins)."""
 
 from __future__ import annotations
 

@@ -149,9 +149,10 @@ def test_local_includes_follow_the_kernel_directorys_quoted_includes(tmp_path):
     assert local_includes(tmp_path, "int x;\n") == ()
 
 
-def test_the_shared_header_defines_no_kernel():
-    """The signature parser reads the .cu file only, so a kernel in the header would be invisible to it."""
-    text = (kernels.KERNEL_DIR / SHARED_HEADER).read_text()
+@pytest.mark.parametrize("header", sorted(p.name for p in kernels.KERNEL_DIR.glob("*.cuh")))
+def test_the_shared_headers_define_no_kernel(header):
+    """The signature parser reads the .cu file only, so a kernel in a header would be invisible to it."""
+    text = (kernels.KERNEL_DIR / header).read_text()
     assert parse_signatures(text) == {}
 
 
