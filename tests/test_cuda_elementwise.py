@@ -104,8 +104,12 @@ def test_contiguous_paths_vec_and_unaligned(device, case, monkeypatch):
     a, b = _values(rng, (1031,), case), _values(rng, (1031,), case)
     da, db = dev.asarray(a), dev.asarray(b)
     _close("vec", dev.numpy(ew.binary("multiply", da, db)), a * b)
-    # views starting one element in: contiguous but not 16-byte aligned -> the scalar-load kernel
+    # views starting one element in: contiguous but not 16-byte aligned -> the scalar-load kernels (1, 2, 3 operands)
     _close("contig", dev.numpy(ew.binary("multiply", da[1:], db[1:])), a[1:] * b[1:])
+    _close("contig unary", dev.numpy(ew.unary("negative", da[1:])), -a[1:])
+    with np.errstate(all="ignore"):
+        lerp = (a[1:].astype(np.float64) + 0.25 * (b[1:].astype(np.float64) - a[1:])).astype(a.dtype)
+    _close("contig ternary", dev.numpy(ew.ternary("lerp", da[1:], db[1:], 0.25)), lerp)
 
 
 SCALARS = [("multiply", F16, 0.5), ("add", I8, 3), ("subtract", F32, 2), ("less", I64, 2.5), ("maximum", F32, 0),
