@@ -11,6 +11,11 @@ they are what the quantizers start from). Calibration windows come from the firs
 perplexity from its last 10% (calibration.held_out_text): the first eval_tokens tokens, in windows of eval_seqlen,
 every token after a window's first one scored. Each quantized folder is loaded back with load_model, so the figures
 are those of the int4 model as it runs (weights packed, dequantized per tile), not of a simulation.
+
+Resident weights are every array the loaded model holds (parameters and buffers: codes, scales, zero points,
+column maps, norms; the LM head, and with tied embeddings the embedding too, quantized unless quantize_lm_head is
+False), measured as loaded, before a forward adds its rotary-table cache; the ratio is against the same model's
+parameters at 2 bytes each (float16).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class QuantRow:
     perplexity: float
     quantize_seconds: float | None  # None for the reference
     weight_bytes: int  # resident parameters and buffers of the loaded model
+    fp16_ratio: float = 0.0  # weight_bytes / the float16 model's bytes
 
 
 @dataclass
@@ -45,6 +51,7 @@ class QuantBench:
     fp16_weight_bytes: int = 0  # the float model's parameters at 2 bytes each
     percdamp: float = 0.1
     decode_tokens_per_s: dict = field(default_factory=dict)  # "fp32" / "int4 (<method>)" -> tokens/s at batch 1
+    quantize_lm_head: bool = True  # the LM head (and a tied embedding) quantized too
 
 
 def weight_bytes(model) -> int:
@@ -91,7 +98,7 @@ def decode_speed(llm, tokens: int, repeats: int) -> float:
 def bench_quant(model: str = "smollm2", methods=("rtn", "gptq", "awq"), bits: int = 4, group_size: int = 128,
                 samples: int = 16, seqlen: int = 256, eval_tokens: int = 4096, eval_seqlen: int = 512,
                 decode_tokens: int = 32, repeats: int = 3, layout: str = "gptq", percdamp: float = 0.1,
-                workdir=None, progress=None) -> QuantBench:
+                workdir=None, progress=None, quantize_lm_head: bool = True) -> QuantBench:
     """Run the benchmark (see the module docstring); quantized folders go to workdir (default: a temporary one).
 
     NOTE: every method is written in the GPTQ layout by default: AWQ's layout needs group_size to divide every
@@ -113,9 +120,11 @@ def bench_quant(model: str = "smollm2", methods=("rtn", "gptq", "awq"), bits: in
     n_params = sum(int(np.prod(p.shape)) for p in ref.model.parameters())
     bench = QuantBench(model=model, bits=bits, group_size=group_size, layout=layout,
                        calibration_tokens=samples * seqlen, eval_tokens=len(ids), fp16_weight_bytes=2 * n_params,
-                       percdamp=percdamp)
+                       percdamp=percdamp, quantize_lm_head=quantize_lm_head)
+    resident = weight_bytes(ref.model)  # as loaded (see the module docstring)
     say("perplexity of the full-precision model")
-    bench.rows.append(QuantRow("fp32", perplexity(ref.model, ids, eval_seqlen), None, weight_bytes(ref.model)))
+    bench.rows.append(QuantRow("fp32", perplexity(ref.model, ids, eval_seqlen), None, resident,
+                               resident / bench.fp16_weight_bytes))
     say("decode speed of the full-precision model")
     bench.decode_tokens_per_s["fp32"] = decode_speed(ref, decode_tokens, repeats)
     del ref
@@ -126,11 +135,13 @@ def bench_quant(model: str = "smollm2", methods=("rtn", "gptq", "awq"), bits: in
             out = root / f"{Path(str(model)).stem}-{method}-{bits}bit-g{group_size}"
             say(f"quantizing with {method}")
             report = quantize_model(model, method=method, bits=bits, group_size=group_size, samples=samples,
-                                    seqlen=seqlen, out=out, layout=layout, percdamp=percdamp, progress=False)
+                                    seqlen=seqlen, out=out, layout=layout, percdamp=percdamp, progress=False,
+                                    quantize_lm_head=quantize_lm_head)
             say(f"perplexity of the {method} model")
             llm = LLM(out)
-            bench.rows.append(QuantRow(method, perplexity(llm.model, ids, eval_seqlen), report.seconds,
-                                       weight_bytes(llm.model)))
+            resident = weight_bytes(llm.model)
+            bench.rows.append(QuantRow(method, perplexity(llm.model, ids, eval_seqlen), report.seconds, resident,
+                                       resident / bench.fp16_weight_bytes))
             if not any(k.startswith("int") for k in bench.decode_tokens_per_s):  # one int model: the kernels
                 say(f"decode speed of the {method} model")                     # are the same for every method
                 bench.decode_tokens_per_s[f"int{bits} ({method})"] = decode_speed(llm, decode_tokens, repeats)

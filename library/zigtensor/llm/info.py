@@ -83,13 +83,15 @@ class QuantLayer:
     ggml_type: str = ""
     tensors: tuple = ()  # the checkpoint tensors that hold it
     nbytes: int = 0  # as stored
+    tied_embedding: bool = False  # the LM head whose rows are also the token embedding (tied, looked up packed)
 
     @property
     def description(self) -> str:
         if self.method == "gguf":
             return f"gguf {self.ggml_type}"
         group = "per-channel" if self.group_size == -1 else f"group size {self.group_size}"
-        return f"{self.method} {self.bits}-bit, {group}" + (", act-order" if self.act_order else "")
+        return (f"{self.method} {self.bits}-bit, {group}" + (", act-order" if self.act_order else "")
+                + (", also the token embedding (tied)" if self.tied_embedding else ""))
 
     def kernel(self, batch_rows: int, device_type: str = "cpu") -> str:
         from ..quant.qlinear import GGUF_INT_TYPES, kernel_name
@@ -180,9 +182,15 @@ def describe(name_or_path, max_model_len: int | None = None, memory_budget=None,
                                  "run of a GPT)")
     fmt, config, shapes, types, file_bytes, tokenizer = parts
     tied = getattr(config, "tie_word_embeddings", False)
-    weights = {n: s for n, s in shapes.items() if not n.endswith(_NOT_WEIGHTS)
-               and not (tied and n == "lm_head.weight")}
     quant, note = _quantization(fmt, path, shapes, types)
+    dropped = {"lm_head.weight"} if tied else set()
+    for q in quant:
+        if fmt == "hf" and tied and q.layer == "lm_head":
+            # NOTE: the float embedding beside a quantized tied head is for other readers; load_model looks the
+            # embeddings up in the packed head (quant/qembedding.py), so it is neither a parameter nor resident
+            q.tied_embedding = True
+            dropped |= {"model.embed_tokens.weight", "transformer.wte.weight", "wte.weight"}
+    weights = {n: s for n, s in shapes.items() if not n.endswith(_NOT_WEIGHTS) and n not in dropped}
     packed = {t for q in quant for t in q.tensors} if fmt == "hf" else set()  # GPTQ / AWQ: counted per layer
     packed_params = sum(q.in_features * q.out_features for q in quant) if fmt == "hf" else 0
     parameters = sum(math.prod(s) for n, s in weights.items() if n not in packed) + packed_params
@@ -263,11 +271,12 @@ def _quantization(fmt: str, path: Path, shapes: dict, types: dict) -> tuple[list
     if cfg is None or not bases:
         return [], ""
     for base in bases:
+        c = cfg.for_layer(base)  # GPTQModel's per-module overrides ("dynamic")
         rows, cols = shapes[base + ".qweight"]
-        in_f, out_f = (rows, cols * 8) if cfg.method == "awq" else (rows * 32 // cfg.bits, cols)
+        in_f, out_f = (rows, cols * 8) if c.method == "awq" else (rows * 32 // c.bits, cols)
         held = tuple(f"{base}.{s}" for s in ("qweight", "qzeros", "scales", "g_idx") if f"{base}.{s}" in shapes)
         nbytes = sum(math.prod(shapes[t]) * _SAFETENSORS_BITS.get(types[t], 32) // 8 for t in held)
-        layers.append(QuantLayer(base, cfg.method, cfg.bits, cfg.group_size, cfg.method == "gptq" and cfg.desc_act,
+        layers.append(QuantLayer(base, c.method, c.bits, c.group_size, c.method == "gptq" and c.desc_act,
                                  in_f, out_f, tensors=held, nbytes=nbytes))
     return layers, "weights stay packed at run time, in QuantLinear layers"
 

@@ -8,12 +8,17 @@ the same form.
 Sources: transformers' GPTQConfig / AwqConfig (config.json "quantization_config", with "quant_method"),
 AutoGPTQ / GPTQModel's quantize_config.json (bits, group_size, desc_act, sym, checkpoint_format) and AutoAWQ's
 quant_config.json (w_bit, q_group_size, zero_point, version).
+
+GPTQModel's per-module overrides ("dynamic": {regex: {"bits": ..., "group_size": ...}}, a "+:" prefix optional,
+"-:" for modules left unquantized; the first pattern that re.match-es a module's HF name applies, as vLLM reads it)
+give a layer its own bits and group size: cfg.for_layer("lm_head").
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,8 @@ class QuantConfig:
     checkpoint_format: str = "gptq"   # GPTQ: "gptq" (zeros minus one) or "gptq_v2"; AWQ: "gemm"
     zero_point: bool = True           # AWQ asymmetric quantization
     modules_to_not_convert: list[str] = field(default_factory=list)
+    lm_head: bool = False             # the LM head is quantized too (GPTQModel's and vLLM's "lm_head" key)
+    dynamic: dict[str, dict] = field(default_factory=dict)   # GPTQModel's per-module overrides (see the docstring)
     source: str = ""                  # the file it was read from, for error messages
     extra: dict[str, Any] = field(default_factory=dict)   # fields we keep but do not interpret (damp_percent, ...)
 
@@ -59,6 +66,31 @@ class QuantConfig:
         if self.method == "awq" and not self.zero_point:
             raise QuantFormatError(f"{where}: AWQ zero_point=false is not supported; expected zero_point=true "
                                    "(the GEMM layout stores qzeros)")
+        if not isinstance(self.dynamic, dict) or not all(isinstance(k, str) and isinstance(v, dict)
+                                                         for k, v in self.dynamic.items()):
+            raise QuantFormatError(f"{where}: dynamic={self.dynamic!r}; expected an object of module-name patterns "
+                                   "to objects of overrides (bits, group_size)")
+        for pattern in self.dynamic:
+            try:
+                re.compile(pattern[2:] if pattern.startswith(("+:", "-:")) else pattern)
+            except re.error as e:
+                raise QuantFormatError(f"{where}: dynamic pattern {pattern!r} is not a valid regular expression "
+                                       f"({e})") from None
+
+    def for_layer(self, name: str) -> QuantConfig:
+        """The settings of the checkpoint layer `name` (its HF name): the first "dynamic" pattern that matches it
+        overrides bits, group_size and desc_act; no match, or a "-:" pattern, leaves the checkpoint's."""
+        for pattern, override in self.dynamic.items():
+            if pattern.startswith("-:"):
+                if re.match(pattern[2:], name):
+                    return self
+                continue
+            if re.match(pattern.removeprefix("+:"), name):
+                return replace(self, bits=override.get("bits", self.bits),
+                               group_size=override.get("group_size", self.group_size),
+                               desc_act=bool(override.get("desc_act", self.desc_act)), dynamic={},
+                               source=f"{self.source or 'quantization config'} dynamic[{pattern!r}]")
+        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "", method: str | None = None) -> QuantConfig:
@@ -67,6 +99,9 @@ class QuantConfig:
             raise QuantFormatError(f"{source or 'quantization config'}: expected a JSON object, got "
                                    f"{type(d).__name__}")
         d = dict(d)
+        lm_head = d.pop("lm_head", False)
+        if not isinstance(lm_head, bool):
+            raise QuantFormatError(f"{source or 'quantization config'}: lm_head={lm_head!r}; expected true or false")
         m = str(d.pop("quant_method", method or "")).lower()
         if not m:
             # NOTE: AutoAWQ's quant_config.json has w_bit / q_group_size and no quant_method; AutoGPTQ's has bits.
@@ -84,22 +119,26 @@ class QuantConfig:
                 fmt = d.pop("format", "gptq")
             return cls(method="gptq", bits=bits, group_size=group_size, desc_act=bool(d.pop("desc_act", False)),
                        sym=bool(d.pop("sym", True)), checkpoint_format=str(fmt).lower(),
-                       modules_to_not_convert=list(d.pop("modules_to_not_convert", None) or []), source=source,
-                       extra=d)
+                       modules_to_not_convert=list(d.pop("modules_to_not_convert", None) or []), lm_head=lm_head,
+                       dynamic=d.pop("dynamic", None) or {}, source=source, extra=d)
         version = str(d.pop("version", "gemm")).lower()
         return cls(method=m, bits=bits, group_size=group_size, zero_point=bool(d.pop("zero_point", True)),
                    checkpoint_format=version, modules_to_not_convert=list(d.pop("modules_to_not_convert", None) or []),
-                   source=source, extra=d)
+                   lm_head=lm_head, source=source, extra=d)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """config.json's quantization_config as AutoGPTQ / AutoAWQ (via transformers) write it."""
         if self.method == "gptq":
             d = {"damp_percent": 0.01, "true_sequential": True, "static_groups": False, **self.extra,
                  "quant_method": "gptq", "bits": self.bits, "group_size": self.group_size, "desc_act": self.desc_act,
-                 "sym": self.sym, "checkpoint_format": self.checkpoint_format}
+                 "sym": self.sym, "checkpoint_format": self.checkpoint_format, "lm_head": self.lm_head}
+            if self.dynamic:
+                d["dynamic"] = {k: dict(v) for k, v in self.dynamic.items()}
         else:
             d = {**self.extra, "quant_method": "awq", "bits": self.bits, "group_size": self.group_size,
                  "zero_point": self.zero_point, "version": "gemm"}
+            if self.lm_head:   # NOTE: AutoAWQ never writes it; vLLM's AWQ config reads it
+                d["lm_head"] = True
         if self.modules_to_not_convert:
             d["modules_to_not_convert"] = list(self.modules_to_not_convert)
         return d
@@ -110,8 +149,10 @@ class QuantConfig:
             d = self.to_hf_dict()
             d.pop("quant_method")
             return "quantize_config.json", d
-        return "quant_config.json", {"zero_point": self.zero_point, "q_group_size": self.group_size,
-                                     "w_bit": self.bits, "version": "GEMM"}
+        d = {"zero_point": self.zero_point, "q_group_size": self.group_size, "w_bit": self.bits, "version": "GEMM"}
+        if self.lm_head:
+            d["lm_head"] = True
+        return "quant_config.json", d
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,4 +186,6 @@ def find_quant_config(folder: str | Path) -> QuantConfig | None:
             if getattr(other, attr) != getattr(first, attr):
                 raise QuantFormatError(f"{other.source}: {attr}={getattr(other, attr)!r} contradicts "
                                        f"{first.source} ({attr}={getattr(first, attr)!r}); expected them to agree")
+    # NOTE: older writers leave "lm_head" out of one of their two files; any file that says true is believed
+    first.lm_head = any(f.lm_head for f in found)
     return first

@@ -2,12 +2,18 @@
 
     config.json              the source model's config, torch_dtype float16, and quantization_config
     model.safetensors        each quantized linear as <hf name>.qweight / .qzeros / .scales (/ .g_idx for GPTQ),
-                             every other weight (embeddings, norms, biases, an untied lm_head) in float16
+                             the LM head too when it is quantized (lm_head.qweight, ...: GPTQModel's names), every
+                             other weight (embeddings, norms, biases, an unquantized lm_head) in float16
     tokenizer.json, tokenizer_config.json (with the chat template), generation_config.json
 
 Our Transformer fuses q/k/v (attn.c_attn) and gate/up (mlp.c_fc); they are split back into HF's q_proj, k_proj,
 v_proj, gate_proj and up_proj here (a quantized fused weight splits by output rows: every part keeps the groups
 and g_idx of the whole, as AutoGPTQ gives q, k and v the same Hessian).
+
+A quantized LM head tied to the token embedding is written as lm_head.qweight / ... AND as
+model.embed_tokens.weight in float16 holding the quantized matrix dequantized: transformers, GPTQModel and vLLM
+build the embedding from that tensor (they do not quantize embeddings), and with it they compute the function our
+loader computes, which drops it and looks embeddings up in the packed head (quant/qembedding.py).
 """
 
 from __future__ import annotations
@@ -79,6 +85,12 @@ def hf_tensors(model, quantized: dict[str, QuantizedWeight], quant: QuantConfig)
                 value = params[ours].numpy()
                 out[source] = _f16(source, value if n is None else value[start:stop])
             start = 0 if stop is None else stop
+    if config.tie_word_embeddings and "lm_head" in quantized:  # no row of its own in the table: the embedding's
+        packed = pack_gptq(quantized["lm_head"], quant.checkpoint_format) if quant.method == "gptq" \
+            else pack_awq(quantized["lm_head"])
+        out.update({f"lm_head.{k}": np.ascontiguousarray(v) for k, v in packed.items()})
+        embedding = next(sources[0] for ours, sources, _ in weight_table(config) if ours == "transformer.wte.weight")
+        out[embedding] = _f16(embedding, quantized["lm_head"].dequantize())  # what the packed head looks up
     return out
 
 

@@ -7,6 +7,11 @@
 A layer is quantized when every checkpoint tensor fused into it (q/k/v, gate/up) is: GPTQ / AWQ tensors
 (`<layer>.qweight`, `.qzeros`, `.scales`, `.g_idx`) or GGUF blocks (GGUFBlocks). The weight table of
 llm/weights.py says which checkpoint layers make each of ours, so every architecture it knows is covered.
+
+A quantized LM head (`lm_head.qweight`, GPTQModel's `"lm_head": true`) becomes a QuantLinear like any layer. With
+tied word embeddings it is also the token embedding: `transformer.wte` becomes a QuantEmbedding over the head's
+rows and the checkpoint's float embedding (written for other readers, see quant/export.py) is dropped, so the
+matrix is held once, packed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..tensor import Tensor
 from .config import QuantConfig
 from .gguf_weight import GGUFBlocks
 from .layouts import QuantFormatError, QuantizedWeight, unpack_awq, unpack_gptq
+from .qembedding import QuantEmbedding
 from .qlinear import QuantLinear
 
 GPTQ_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx")
@@ -35,6 +41,7 @@ def _unpack(tensors: MutableMapping, base: str, cfg: QuantConfig | None, where: 
                                "quantization config; expected config.json's quantization_config, "
                                "quantize_config.json or quant_config.json")
     parts = {s: _array(tensors[f"{base}.{s}"]) for s in GPTQ_SUFFIXES if f"{base}.{s}" in tensors}
+    cfg = cfg.for_layer(base)   # GPTQModel's per-module overrides ("dynamic")
     if cfg.method == "awq":
         return unpack_awq(parts, cfg.group_size, name=base, bits=cfg.bits)
     return unpack_gptq(parts, cfg.bits, cfg.group_size, cfg.checkpoint_format, name=base, desc_act=cfg.desc_act)
@@ -106,11 +113,49 @@ def install_quantized_linears(model: nn.Module, tensors: MutableMapping, where: 
             raise QuantFormatError(f"{where}: {e}; expected {layer.out_features} rows for {layer_name}") from None
         _set_module(model, layer_name, q)
         installed[layer_name] = q
+    head = _install_tied_head(model, tensors, where, quant_config, table)
+    if head is not None:
+        installed["lm_head"] = head
+    if quant_config is not None and quant_config.lm_head and not isinstance(getattr(model, "lm_head", None),
+                                                                            QuantLinear):
+        raise QuantFormatError(f"{where}: {quant_config.source or 'the quantization config'} says the LM head is "
+                               "quantized (lm_head: true), but the checkpoint has no lm_head.qweight; expected "
+                               "lm_head.qweight, .qzeros and .scales")
+    if quant_config is not None and not quant_config.lm_head and "lm_head" in installed:
+        # NOTE: GPTQModel and vLLM build a quantized head only when the config says so; a folder that has one
+        # without saying so would not load there
+        source = quant_config.source or "its quantization config"
+        raise QuantFormatError(f"{where}: the checkpoint has lm_head.qweight but {source} does not say the LM head "
+                               'is quantized; expected "lm_head": true in it')
     if quant_config is not None and not installed:
         raise QuantFormatError(f"{where}: {quant_config.source or 'the quantization config'} says the checkpoint is "
                                f"{quant_config.method} {quant_config.bits}-bit, but no layer has quantized tensors; "
                                "expected <layer>.qweight, .qzeros and .scales")
     return installed
+
+
+def _install_tied_head(model: nn.Module, tensors: MutableMapping, where: str, cfg: QuantConfig | None,
+                       table) -> QuantLinear | None:
+    """With tied word embeddings and a quantized lm_head: the head as a QuantLinear and the token embedding as a
+    QuantEmbedding over its rows (one packed matrix); the checkpoint's float copy of the embedding is dropped."""
+    config = model.model_config
+    if not config.tie_word_embeddings or "lm_head.qweight" not in tensors:
+        return None
+    head = QuantLinear(config.hidden_size, config.vocab_size)
+    head.add_int_part(_unpack(tensors, "lm_head", cfg, where), method=cfg.method)
+    try:
+        head.check_complete()
+    except QuantFormatError as e:
+        raise QuantFormatError(f"{where}: {e}; expected {config.vocab_size} rows (vocab_size) for lm_head") from None
+    for s in GPTQ_SUFFIXES + ("weight",):
+        tensors.pop(f"lm_head.{s}", None)
+    for ours, sources, _ in table:
+        if ours == "transformer.wte.weight":
+            for s in sources:   # NOTE: the float embedding other readers need: here the head's rows serve
+                tensors.pop(s, None)
+    model.lm_head = head
+    model.transformer.wte = QuantEmbedding(head)
+    return head
 
 
 def quantized_layers(model: nn.Module) -> dict[str, QuantLinear]:

@@ -49,6 +49,13 @@ GGUF_INT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 _scratch = threading.local()
 
 
+def _array_module(x):
+    """cupy for a CuPy array (a layer moved to CUDA)."""
+    from ..backends.cuda_kernels._launch import array_module
+
+    return array_module(x)
+
+
 def _scratch_buffer(n: int) -> np.ndarray:
     """A float32 buffer of at least n elements, one per thread, shared by every QuantLinear (tiles are transient)."""
     buf = getattr(_scratch, "buf", None)
@@ -330,6 +337,66 @@ class QuantLinear(nn.Module):
             out[row:row + part.rows] = w
             row += part.rows
         return out
+
+    def dequantize_rows(self, rows):
+        """Output rows `rows` (an int array, any shape, values in [0, out_features)) of the weight as float32
+        (*rows.shape, in_features), dequantizing only those rows: what a token embedding that shares this matrix
+        (a tied LM head, quant/qembedding.py) reads for a batch of token ids. NumPy or CuPy, as the layer's codes.
+        """
+        codes0 = self._get(0, "codes") if self.parts else None
+        xp = np if codes0 is None or isinstance(codes0, np.ndarray) else _array_module(codes0)
+        idx = xp.asarray(rows).astype(np.int64, copy=False)
+        flat = idx.reshape(-1)
+        out = xp.empty((flat.shape[0], self.in_features), dtype=np.float32)
+        start = 0
+        for i, part in enumerate(self.parts):
+            if len(self.parts) == 1:
+                sel, local = None, flat
+            else:   # the ids that fall in this part's block of rows
+                sel = xp.nonzero((flat >= start) & (flat < start + part.rows))[0]
+                local = flat[sel] - start
+            start += part.rows
+            if local.shape[0] == 0:
+                continue
+            w = self._gathered_rows(i, part, local, xp)
+            if sel is None:
+                out[...] = w
+            else:
+                out[sel] = w
+        return out.reshape(*idx.shape, self.in_features)
+
+    def _gathered_rows(self, i: int, part: PartInfo, local, xp):
+        """Rows `local` of part i dequantized, float32 (len(local), in_features) in input-column order."""
+        codes = self._get(i, "codes")[local]
+        n = local.shape[0]
+        if part.kind == "gguf":
+            if xp is not np:
+                raise NotImplementedError(f"QuantLinear {list(part.names)}: GGUF {part.ggml_type} blocks are decoded "
+                                          "on the CPU only")
+            _, block_bytes = gguf_io.GGML_BLOCK_LAYOUTS[part.ggml_type]
+            return gguf_io._BLOCK_DECODERS[part.ggml_type](codes.reshape(-1, block_bytes)).reshape(n, self.in_features)
+        if part.bits == 4:   # planar nibbles: the low ones are each group's first half of columns
+            g = codes.reshape(n, part.n_groups, part.group_len // 2)
+            w = xp.concatenate([g & 0xF, g >> 4], axis=2).astype(np.float32)
+        else:
+            w = codes.reshape(n, part.n_groups, part.group_len).astype(np.float32)
+        scales = self._get(i, "scales")[local].astype(np.float32)[:, :, None]
+        mins = self._get(i, "mins")
+        if mins is None:
+            w -= self._get(i, "zeros")[local].astype(np.float32)[:, :, None]
+            w *= scales
+        else:
+            w *= scales
+            w += mins[local].astype(np.float32)[:, :, None]
+        w = w.reshape(n, part.in_pad)
+        cols = self._get(i, "cols")
+        if cols is None:
+            return w
+        if part.pad_only:   # the inputs in order, then padding columns
+            return w[:, :self.in_features]
+        full = xp.zeros((n, self.in_features + 1), dtype=np.float32)   # + the column padding writes (dropped)
+        full[:, cols] = w
+        return full[:, :self.in_features]
 
     def kernel_for(self, batch_rows: int, device_type: str = "cpu", dtype: str = "float16") -> str:
         """The kernel that runs this layer for a step of batch_rows rows (what `zt info` shows)."""
