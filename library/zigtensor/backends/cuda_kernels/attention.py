@@ -13,7 +13,7 @@ lse = -inf. out has q's dtype, lse is float32 (float64 for float64) (B, Hq, Sq) 
 sum over the query heads of each kv head.
 
 Kernels: fp16/bf16 with D % 16 == 0, D <= 128 and 16-byte aligned rows take the tensor-core kernels; everything
-else the SIMT ones. `kernel=` or ZT_ATTENTION=simt|tc forces one. `plan_forward` / `plan_backward` are pure.
+else the SIMT ones. `kernel=` or ZT_ATTENTION=simt|tc forces one.
 """
 
 from __future__ import annotations
