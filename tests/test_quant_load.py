@@ -209,11 +209,12 @@ def test_fused_layer_with_one_part_unquantized_is_an_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ GGUF
-def _llama_gguf(tmp_path, types):
+def _llama_gguf(tmp_path, types, tied: bool = False, embedding_type: str = "Q8_0"):
     layers, hidden, heads, kv_heads, ffn, vocab = 2, 256, 8, 2, 512, 300
     hd = hidden // heads
-    t = {"token_embd.weight": ((vocab, hidden), "Q8_0"), "output_norm.weight": ((hidden,), "F32"),
-         "output.weight": ((vocab, hidden), types[0])}
+    t = {"token_embd.weight": ((vocab, hidden), embedding_type), "output_norm.weight": ((hidden,), "F32")}
+    if not tied:  # a GGUF file ties the head to the embedding by leaving output.weight out
+        t["output.weight"] = ((vocab, hidden), types[0])
     for i in range(layers):
         shapes = {"attn_q": (hidden, hidden), "attn_k": (kv_heads * hd, hidden), "attn_v": (kv_heads * hd, hidden),
                   "attn_output": (hidden, hidden), "ffn_gate": (ffn, hidden), "ffn_up": (ffn, hidden),
@@ -243,6 +244,25 @@ def test_gguf_kept_quantized_equals_the_dequantized_load(tmp_path, types):
         assert layer.weight_nbytes() < 0.6 * 4 * layer.in_features * layer.out_features   # blocks, not float32
         np.testing.assert_array_equal(layer.dequantize(), plain.model.get_submodule(name).weight.numpy(), name)
     x = np.random.default_rng(0).integers(0, 300, (2, 7))
+    want = plain.model.logits(zt.tensor(x)).numpy()
+    assert np.abs(kept.model.logits(zt.tensor(x)).numpy() - want).max() < 1e-4 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("embedding_type", ["Q8_0", "Q4_K"])
+def test_a_tied_gguf_embedding_stays_in_its_blocks_as_the_head(tmp_path, embedding_type):
+    """The tied token embedding of a GGUF file kept quantized is one packed matrix: the LM head (QuantLinear) and
+    the lookups (QuantEmbedding, only the ids' rows decoded), equal to the dequantized load."""
+    from zigtensor.quant.qembedding import QuantEmbedding
+
+    oracle("gguf")
+    path = _llama_gguf(tmp_path, ["Q4_0", "Q8_0"], tied=True, embedding_type=embedding_type)
+    plain, kept = load_model(path), load_model(path, keep_quantized=True)
+    wte, head = kept.model.transformer.wte, kept.model.lm_head
+    assert isinstance(wte, QuantEmbedding) and wte.table is head and isinstance(head, QuantLinear)
+    assert [p.ggml_type for p in head.parts] == [embedding_type]
+    np.testing.assert_array_equal(head.dequantize(), plain.model.transformer.wte.weight.numpy())
+    x = np.random.default_rng(0).integers(0, 300, (2, 7))
+    np.testing.assert_array_equal(wte(zt.tensor(x)).numpy(), plain.model.transformer.wte.weight.numpy()[x])
     want = plain.model.logits(zt.tensor(x)).numpy()
     assert np.abs(kept.model.logits(zt.tensor(x)).numpy() - want).max() < 1e-4 * max(1.0, np.abs(want).max())
 

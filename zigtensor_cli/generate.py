@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 _MODEL = "A Hugging Face folder, a .gguf file, a zt train run folder, or a short name (smollm2)."
+_KEEP = "A .gguf file's quantized weights stay in their blocks (less memory; CPU only; GPTQ/AWQ always do)."
 _CHAT = "Wrap the prompt as a user message in the model's chat template."
 
 
@@ -21,12 +22,13 @@ def generate(
     top_k: Annotated[int, typer.Option("--top-k", help="Keep the k most likely tokens (0: all).")] = 0,
     seed: Annotated[int | None, typer.Option("--seed", help="Makes sampling reproducible.")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:i].")] = "cpu",
+    keep_quantized: Annotated[bool, typer.Option("--keep-quantized", help=_KEEP)] = False,
 ) -> None:
     """Generate a completion, printed as it is produced; timing (prompt and generated tokens/s) goes to stderr."""
     from zigtensor.llm import LLM, SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
-    llm = LLM(model, device=device)
+    llm = LLM(model, device=device, keep_quantized=keep_quantized)
     typer.echo(f"loaded {llm.loaded.path} in {llm.loaded.load_seconds:.1f} s", err=True)
     source = llm.chat_prompt_ids([{"role": "user", "content": prompt}]) if chat else prompt
     metrics = reason = None

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 _MODEL = "A Hugging Face folder, a .gguf file, a zt train run folder, or a short name (smollm2, minilm)."
+_KEEP = "A .gguf file's quantized weights stay in their blocks (less memory; CPU only; GPTQ/AWQ always do)."
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
@@ -27,6 +28,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8080,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda[:i].")] = "cpu",
     dtype: Annotated[str | None, typer.Option("--dtype", help="Weights' dtype (default float32).")] = None,
+    keep_quantized: Annotated[bool, typer.Option("--keep-quantized", help=_KEEP)] = False,
     max_model_len: Annotated[int | None, typer.Option(
         "--max-model-len", min=2, help="Context length: prompt + output tokens (default: the model's).")] = None,
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", min=1, help="Sequences per batch at most.")] = 32,
@@ -66,5 +68,6 @@ def serve(
         max_num_batched_tokens=max_num_batched_tokens, max_queue=max_queue)
     config = ServeConfig(served_model_name=name, api_key=api_key, max_body_bytes=parse_bytes(max_body_size))
     typer.echo(f"loading {model} on {device}; /health answers 503 until it is ready", err=True)
-    run(lambda: load_engine(model, device=device, dtype=dtype, config=engine_config), config, host=host, port=port,
+    run(lambda: load_engine(model, device=device, dtype=dtype, config=engine_config,
+                                    keep_quantized=keep_quantized), config, host=host, port=port,
         grace_period=grace_period, log_level=log_level)

@@ -122,8 +122,9 @@ class TransformerRunner(ModelRunner):
                 f"vocab={c.vocab_size}, device='{self.device}')")
 
 
-def load_engine(model, device="cpu", dtype=None, config: EngineConfig | None = None):
-    """The async engine that serves a model name or path (anything zigtensor.llm.load_model takes).
+def load_engine(model, device="cpu", dtype=None, config: EngineConfig | None = None, keep_quantized: bool = False):
+    """The async engine that serves a model name or path (anything zigtensor.llm.load_model takes; keep_quantized
+    as there: a GGUF file's quantized weights stay in their blocks).
 
     A decoder runs in an AsyncLLMEngine over a TransformerRunner; an encoder (BERT / MiniLM) gets an
     AsyncEmbeddingEngine. The engine reports `config.model_name`, or the model as given when that is unset.
@@ -132,7 +133,7 @@ def load_engine(model, device="cpu", dtype=None, config: EngineConfig | None = N
     from .embedding import AsyncEmbeddingEngine
 
     config = config or EngineConfig()
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, keep_quantized=keep_quantized)
     name = config.model_name or str(model)
     if loaded.kind == "encoder":
         return AsyncEmbeddingEngine(loaded.model, model_name=name)

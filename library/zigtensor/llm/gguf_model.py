@@ -183,11 +183,12 @@ def gguf_config(f: GGUFFile) -> dict[str, Any]:
 
 
 def _keeps_blocks(gguf_name: str, info) -> bool:
-    """A linear weight of a block-quantized type (embeddings are looked up by row, so they are dequantized)."""
+    """A linear weight of a block-quantized type, or the token embedding (kept packed when it is also the tied
+    LM head: quant/install.py looks its rows up in the blocks, and dequantizes it otherwise)."""
     from ..quant.gguf_weight import KEEP_TYPES
 
     return (info.ggml_type in KEEP_TYPES and len(info.shape) == 2 and gguf_name.endswith(".weight")
-            and not gguf_name.startswith(("token_embd.", "position_embd.")))
+            and not gguf_name.startswith("position_embd."))
 
 
 def _blocks(f: GGUFFile, gguf_name: str, info, arch: str, heads, kv_heads):

@@ -136,23 +136,33 @@ def install_quantized_linears(model: nn.Module, tensors: MutableMapping, where: 
 
 def _install_tied_head(model: nn.Module, tensors: MutableMapping, where: str, cfg: QuantConfig | None,
                        table) -> QuantLinear | None:
-    """With tied word embeddings and a quantized lm_head: the head as a QuantLinear and the token embedding as a
-    QuantEmbedding over its rows (one packed matrix); the checkpoint's float copy of the embedding is dropped."""
+    """With tied word embeddings and a quantized lm_head (GPTQ / AWQ), or a GGUF token embedding kept in its
+    blocks: the head as a QuantLinear and the token embedding as a QuantEmbedding over its rows (one packed
+    matrix); the checkpoint's float copy of the embedding is dropped. A GGUF embedding in blocks that is not
+    tied is dequantized (it is looked up, never multiplied)."""
     config = model.model_config
-    if not config.tie_word_embeddings or "lm_head.qweight" not in tensors:
+    embedding = next((sources for ours, sources, _ in table if ours == "transformer.wte.weight"), ())
+    gguf = [s for s in embedding if isinstance(tensors.get(s), GGUFBlocks)]
+    if gguf and not (config.tie_word_embeddings and len(embedding) == 1):
+        for s in gguf:
+            tensors[s] = tensors[s].dequantize()
+        gguf = []
+    if not config.tie_word_embeddings or ("lm_head.qweight" not in tensors and not gguf):
         return None
     head = QuantLinear(config.hidden_size, config.vocab_size)
-    head.add_int_part(_unpack(tensors, "lm_head", cfg, where), method=cfg.method)
+    if gguf:
+        blocks: GGUFBlocks = tensors[gguf[0]]
+        head.add_gguf_part(blocks.raw, blocks.ggml_type, blocks.out_features, name=gguf[0])
+    else:
+        head.add_int_part(_unpack(tensors, "lm_head", cfg, where), method=cfg.method)
     try:
         head.check_complete()
     except QuantFormatError as e:
         raise QuantFormatError(f"{where}: {e}; expected {config.vocab_size} rows (vocab_size) for lm_head") from None
     for s in GPTQ_SUFFIXES + ("weight",):
         tensors.pop(f"lm_head.{s}", None)
-    for ours, sources, _ in table:
-        if ours == "transformer.wte.weight":
-            for s in sources:   # NOTE: the float embedding other readers need: here the head's rows serve
-                tensors.pop(s, None)
+    for s in embedding:   # NOTE: the float embedding other readers need (or the GGUF blocks): the head's rows serve
+        tensors.pop(s, None)
     model.lm_head = head
     model.transformer.wte = QuantEmbedding(head)
     return head
