@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import ml_dtypes
 import numpy as np
 
 from . import blas_threads, cpu_kernels
+from .cpu_pool import POOL_PREFIX, WorkerPool
 
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 _BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -173,17 +175,11 @@ class CPUBackend:
         waiting on the pool from inside it could wait forever.
         """
         workers = min(_cpu_count(), n // max(grain, 1))
-        if workers <= 1 or threading.current_thread().name.startswith(_POOL_PREFIX):
+        if workers <= 1 or threading.current_thread().name.startswith(POOL_PREFIX):
             fn(0, n)
             return
         bounds = [n * i // workers for i in range(workers + 1)]
-        pool = _thread_pool()
-        futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, workers)]
-        try:
-            fn(bounds[0], bounds[1])
-        finally:
-            for f in futures:
-                f.result()
+        _worker_pool(workers - 1).run(fn, [(bounds[i], bounds[i + 1]) for i in range(workers)])
 
     def gelu(self, x, approximate: str = "none"):
         """(gelu(x), saved) (erf form or tanh approximation) with the work split between the cores; saved is
@@ -301,7 +297,6 @@ class CPUBackend:
 
 
 _POOL = None
-_POOL_PREFIX = "zigtensor-cpu"
 
 
 def _widen(a):
@@ -320,13 +315,22 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _thread_pool():
-    """The worker threads of CPUBackend.parallel, started on first use."""
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it starts its own
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _worker_pool(workers: int) -> WorkerPool:
+    """The worker threads of CPUBackend.parallel (cpu_pool.py), started on first use, at least `workers`."""
     global _POOL
     if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max(_cpu_count() - 1, 1), thread_name_prefix=_POOL_PREFIX)
+        _POOL = WorkerPool(max(_cpu_count() - 1, workers, 1))
+    elif _POOL.size < workers:
+        _POOL.grow(workers)
     return _POOL
 
 
