@@ -133,10 +133,19 @@ def test_quant_linear_forward_gathers_pads_and_dispatches(device, case, monkeypa
         layer.add_gguf_part(random_blocks(ggml_type, 8 * 2, rng), ggml_type, 8, name=ggml_type)
     layer.check_complete()
     x = rng.uniform(-1, 1, (batch, 64)).astype(dtype)
+    want = x.astype(np.float64) @ layer.dequantize().astype(dtype).astype(np.float64).T + layer.bias.numpy()
     got = Q.quant_linear_forward(layer, x)
     assert got.dtype == dtype and got.shape == (batch, 72)
-    want = x.astype(np.float64) @ layer.dequantize().astype(dtype).astype(np.float64).T + layer.bias.numpy()
     _check(f"batch {batch} {dtype}", got, want, dtype)
+    # as on a GPU, where the layer's buffers, its bias and x are DeviceArrays over the device's arrays
+    from zigtensor.backends.cuda_array import DeviceArray
+
+    for t in [*layer._buffers.values(), layer.bias]:
+        if t is not None:
+            t.data = DeviceArray(t.data)
+    got = layer._array_forward(DeviceArray(x), layer.bias)
+    assert isinstance(got, DeviceArray)
+    _check(f"batch {batch} {dtype}, DeviceArrays", got._a, want, dtype)
 
 
 def test_zt_info_names_the_kernel_the_launcher_picks():

@@ -57,10 +57,14 @@ class QuantEmbedding(nn.Module):
                 bad = lo if lo < 0 else hi
                 raise IndexError(f"QuantEmbedding: token id {bad} is out of range; expected ids in "
                                  f"[0, {self.num_embeddings - 1}]")
-        rows = self.table.dequantize_rows(ids)
         like = self.activation_like
+        rows = self.table.dequantize_rows(getattr(ids, "_a", ids))  # CUDA: the CuPy array under the DeviceArray
         if like.dtype is not float32:
             rows = rows.astype(like.data.dtype)
+        if not isinstance(rows, np.ndarray):  # CUDA: the device's array type
+            from ..backends.cuda_array import DeviceArray
+
+            rows = DeviceArray(rows)
         return Tensor._wrap(rows, like.device)
 
     def extra_repr(self) -> str:

@@ -203,9 +203,10 @@ class QuantLinear(nn.Module):
         t = self._buffers.get(f"part{i}_{what}")
         if t is None:
             return None
-        if what in ("scales", "mins") and t.data.dtype.kind == "u":
-            return t.data.view(np.float16 if t.data.dtype == np.uint16 else np.float32)
-        return t.data
+        data = getattr(t.data, "_a", t.data)  # NOTE: on CUDA the raw CuPy array under the DeviceArray, as the
+        if what in ("scales", "mins") and data.dtype.kind == "u":  # launchers take (and can reinterpret) it
+            return data.view(np.float16 if data.dtype == np.uint16 else np.float32)
+        return data
 
     def add_int_part(self, w: QuantizedWeight, method: str = "gptq") -> None:
         """Append w's rows: codes packed, columns sorted by group (act-order), groups padded to one length."""
@@ -538,10 +539,11 @@ class QuantLinear(nn.Module):
 
     def _array_forward(self, x, bias):
         """y = x @ W.T + b on the backend array x (..., in), in x's dtype (CPU: computed in float32)."""
-        if not isinstance(x, np.ndarray):
+        if not isinstance(x, np.ndarray):  # a CUDA DeviceArray: quant.cu's kernels on its CuPy array
+            from ..backends.cuda_array import DeviceArray
             from ..backends.cuda_kernels import quant as cuda_quant
 
-            return cuda_quant.quant_linear_forward(self, x)
+            return DeviceArray(cuda_quant.quant_linear_forward(self, getattr(x, "_a", x)))
         lead = x.shape[:-1]
         y = self._cpu_matmul(np.ascontiguousarray(x.reshape(-1, self.in_features), dtype=np.float32))
         if bias is not None:

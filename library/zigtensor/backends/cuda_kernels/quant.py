@@ -128,5 +128,6 @@ def quant_linear_forward(layer, x):
         out[:, row:row + part.rows] = y
         row += part.rows
     if layer.bias is not None:
-        out += layer.bias.data.astype(out.dtype)
+        bias = layer.bias.data
+        out += getattr(bias, "_a", bias).astype(out.dtype)  # the CuPy array under the parameter's DeviceArray
     return out.reshape(*lead, layer.out_features)
