@@ -221,3 +221,34 @@ def quant(
                "2 bytes, for reference)")
     for name, rate in b.decode_tokens_per_s.items():
         typer.echo(f"decode, batch 1, {name}: {rate:.1f} tokens/s")
+
+
+@app.command("quant-decode")
+def quant_decode(
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:i]."),
+    layers: int = typer.Option(22, "--layers", min=1, help="Decoder blocks (22 at hidden 2048: 1.1B parameters)."),
+    hidden: int = typer.Option(2048, "--hidden", min=64,
+                               help="Model width (heads of 64, an eighth as kv heads, MLP 2.75x, vocab 32000)."),
+    group_size: int = typer.Option(128, "--group-size", min=8, help="Inputs per scale and zero point."),
+    context: int = typer.Option(128, "--context", min=1, help="Prompt tokens in the cache before each step."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Timed decode steps of each path (median)."),
+    dtype: str = typer.Option(None, "--dtype", help="The float path: bfloat16 (CUDA default) or float32 (CPU)."),
+) -> None:
+    """Batch-1 decode step of a random-weight 1B-class Llama: int4 (RTN, QuantLinear) against the float model."""
+    from zigtensor.bench import quant_decode as suite
+
+    b = suite.bench_quant_decode(device=device, layers=layers, hidden=hidden, dtype=dtype, group_size=group_size,
+                                 context=context, steps=steps, progress=lambda s: typer.echo(f"  {s}", err=True))
+    c = b.config
+    typer.echo(f"device: {b.device} ({b.device_name})")
+    typer.echo(f"model: random Llama, {c.num_layers} layers, hidden {c.hidden_size}, {c.num_heads} heads / "
+               f"{c.num_kv_heads} kv heads, intermediate {c.intermediate_size}, vocab {c.vocab_size}: "
+               f"{b.parameters / 1e9:.2f}B parameters; batch 1, context {b.context}, median of {b.steps} steps")
+    header = f"{'weights':16} {'ms/step':>9} {'tokens/s':>9} {'resident':>12}  linears at batch 1"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for p in b.paths:
+        typer.echo(f"{p.name:16} {p.step_s * 1e3:>9.2f} {p.tokens_per_s:>9.1f} {p.weight_bytes / 2**20:>8.0f} MiB  "
+                   f"{p.kernel}")
+    typer.echo(f"int4 / {b.paths[0].name}: {b.ratio:.2f}x tokens/s (issue 8's target on a GPU: at least 3x)")
+    typer.echo("setup: " + ", ".join(f"{k} {v:.1f} s" for k, v in b.setup_s.items()))
