@@ -2,12 +2,14 @@
 # One run on a lent GPU machine (the `device` tool): the CUDA tests, then the GPU figures the issues ask for,
 # each stage logged under $OUT and bounded by its own timeout so that one stuck stage cannot eat the run.
 #   run(command="bash scripts/gpu_session.sh", carry=[".whl"], timeout_s=590)
-# Stages: STAGES="tests ops train generate" (default all). The machine has CuPy, torch and transformers but
+# Stages: STAGES="tests ops train quant generate" (default all). The timeouts add up to more than a session's
+# device time (15 minutes): run the correctness stage first (STAGES=tests, under 7 minutes), then what is left
+# of the time on the figures that decide open issues (STAGES="ops quant" or "train generate"). The machine has CuPy, torch and transformers but
 # no fastapi/uvicorn/gguf: put their wheels in .whl/ (see docs/cuda.md) for the serving and GGUF stages.
 set -u
 OUT=${OUT:-/tmp/zt_gpu}
 mkdir -p "$OUT"
-STAGES=${STAGES:-"tests ops train generate"}
+STAGES=${STAGES:-"tests ops train quant generate"}
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/*.whl && export PYTHONPATH=/tmp/site
@@ -24,8 +26,12 @@ if stage tests; then  # the kernels' own tests, then every [cuda] case of the op
         > "$OUT/pytest_kernels.log" 2>&1
     timeout 200 python3 -m pytest -q -p no:cacheprovider -m cuda -x tests/ > "$OUT/pytest_suite_cuda.log" 2>&1
 fi
-if stage ops; then
-    timeout 150 zt bench ops --json "$OUT/bench_ops.jsonl" > "$OUT/bench_ops.txt" 2>&1
+if stage ops; then  # each family group under its own timeout: the JSON is written at the end of a run
+    timeout 100 zt bench ops --quick --family copy,elementwise,reduce,softmax,norm,cross_entropy,embedding,optim,pool,random \
+        --json "$OUT/bench_ops.jsonl" > "$OUT/bench_ops.txt" 2>&1
+    for fam in gemm attention conv quant; do
+        timeout 90 zt bench ops --quick --family $fam --json "$OUT/bench_$fam.jsonl" > "$OUT/bench_$fam.txt" 2>&1
+    done
 fi
 if stage train; then  # the recipes issue 5 names, on the GPU, shortened; accuracy/loss lines are in metrics
     timeout 120 zt train recipes/fashion_cnn.toml --device cuda --out "$OUT/run_cnn" > "$OUT/train_cnn.txt" 2>&1
@@ -34,6 +40,9 @@ if stage train; then  # the recipes issue 5 names, on the GPU, shortened; accura
     timeout 150 zt bench train shakespeare_gpt --device cuda --steps 5 --batch-size 8 --set model.n_layer=12 \
         --set model.n_head=12 --set model.n_embd=768 --set data.block_size=1024 --set 'train.dtype="bfloat16"' \
         > "$OUT/bench_train_gpt2_small_bf16.txt" 2>&1
+fi
+if stage quant; then  # issue 8: batch-1 int4 decode against bf16, a 1B-class random Llama
+    timeout 150 zt bench quant-decode --device cuda > "$OUT/bench_quant_decode.txt" 2>&1
 fi
 if stage generate; then
     timeout 120 zt bench generate --model "${MODEL:-smollm2}" --device cuda --dtype bfloat16 \
