@@ -20,21 +20,21 @@ _K = 0.044715
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def gelu(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
-    """(gelu(x), saved) of a float32/float64 array, tanh approximation or exact (erf); saved is what
-    gelu_backward takes: sigmoid(2u) (tanh) or Phi(x) (erf)."""
+def gelu(x: np.ndarray, approximate: str, out: np.ndarray, saved: np.ndarray) -> None:
+    """out = gelu(x) of a float32/float64 array (tanh approximation or exact, erf), and saved = what
+    gelu_backward takes: sigmoid(2u) (tanh) or Phi(x) (erf); both written in place (no copies of a piece)."""
     if approximate == "tanh":
-        s = _exp_minus_2u(x)
-        s += 1
-        np.divide(1, s, out=s)  # sigmoid(2u); very negative x: 1 / inf = 0
+        _exp_minus_2u(x, out=saved)
+        saved += 1
+        np.divide(1, saved, out=saved)  # sigmoid(2u); very negative x: 1 / inf = 0
     else:
-        s = _cdf(x)
-    return x * s, s
+        _cdf(x, out=saved)
+    np.multiply(x, saved, out=out)
 
 
-def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: str) -> np.ndarray:
-    """g * gelu'(x), from x and what gelu kept (saved)."""
-    d = x * x
+def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: str, out: np.ndarray) -> None:
+    """out = g * gelu'(x), from x and what gelu kept (saved)."""
+    d = np.multiply(x, x, out=out)
     if approximate == "tanh":
         d *= 6 * _C * _K
         d += 2 * _C  # 2u'
@@ -49,27 +49,26 @@ def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: 
         d *= x
         d += saved
     d *= g
-    return d
 
 
-def _exp_minus_2u(x):
-    """exp(-2 C (x + K x^3)); inf for very negative x, which gelu's division turns into -0."""
-    e = x * x
+def _exp_minus_2u(x, out):
+    """exp(-2 C (x + K x^3)) into out; inf for very negative x, which gelu's division turns into 0."""
+    e = np.multiply(x, x, out=out)
     e *= -2 * _C * _K
     e -= 2 * _C
     e *= x
     with np.errstate(over="ignore"):
-        return np.exp(e, out=e)
+        np.exp(e, out=e)
 
 
-def _cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+def _cdf(x, out):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 into out."""
     from scipy.special import erf  # NOTE: NumPy has no erf; SciPy's is exact to float64 rounding
 
-    cdf = erf(x * (1 / math.sqrt(2.0)))
-    cdf += 1
-    cdf *= 0.5
-    return cdf
+    np.multiply(x, 1 / math.sqrt(2.0), out=out)
+    erf(out, out=out)
+    out += 1
+    out *= 0.5
 
 
 def layer_norm_rows(x, weight, bias, eps: float, out, mean, rstd) -> None:
