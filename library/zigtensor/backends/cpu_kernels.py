@@ -71,15 +71,14 @@ def _cdf(x, out):
     out *= 0.5
 
 
-def layer_norm_rows(x, weight, bias, eps: float, out, mean, rstd) -> None:
-    """out = (x - mean) * rstd * weight + bias for rows x (n, C), writing mean and rstd (n, 1) too.
-    Row sums by einsum: a few times faster than NumPy's sum over short rows, and no BLAS call (which could
-    start threads of its own inside a piece)."""
+def layer_norm_rows(x, weight, bias, eps: float, out, xhat, rstd) -> None:
+    """out = xhat * weight + bias, xhat = (x - mean) * rstd, for rows x (n, C), writing xhat (kept for backward,
+    which then skips recomputing it) and rstd (n, 1) too. Row sums by einsum: a few times faster than NumPy's
+    sum over short rows, and no BLAS call (which could start threads of its own inside a piece)."""
     inv_c = 1.0 / x.shape[-1]
     m = np.einsum("ij->i", x)[:, None]
     m *= inv_c
-    mean[...] = m
-    d = np.subtract(x, m, out=out)
+    d = np.subtract(x, m, out=xhat)
     var = np.einsum("ij,ij->i", d, d)[:, None]
     var *= inv_c
     var += eps
@@ -88,17 +87,17 @@ def layer_norm_rows(x, weight, bias, eps: float, out, mean, rstd) -> None:
     rstd[...] = var
     d *= var
     if weight is not None:
-        d *= weight
+        np.multiply(d, weight, out=out)
+    else:
+        out[...] = d
     if bias is not None:
-        d += bias
+        out += bias
 
 
-def layer_norm_backward_rows(g, x, weight, mean, rstd, dx, sums) -> None:
-    """dx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g * weight, for rows (n, C); adds
-    the column sums of g * xhat and of g (the weight's and bias's gradients) into sums (2, C)."""
-    inv_c = 1.0 / x.shape[-1]
-    xhat = np.subtract(x, mean)
-    xhat *= rstd
+def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums) -> None:
+    """dx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g * weight, for rows (n, C) of forward's
+    xhat; adds the column sums of g * xhat and of g (the weight's and bias's gradients) into sums (2, C)."""
+    inv_c = 1.0 / xhat.shape[-1]
     gxhat = g if weight is None else g * weight
     sums[0] += np.einsum("ij,ij->j", g, xhat)
     sums[1] += np.einsum("ij->j", g)
@@ -107,6 +106,6 @@ def layer_norm_backward_rows(g, x, weight, mean, rstd, dx, sums) -> None:
     m2 = np.einsum("ij,ij->i", gxhat, xhat)[:, None]
     m2 *= inv_c
     np.subtract(gxhat, m1, out=dx)
-    xhat *= m2
-    dx -= xhat
+    t = np.multiply(xhat, m2)
+    dx -= t
     dx *= rstd

@@ -178,8 +178,8 @@ class LayerNorm(Function):
 
     def forward(self, x, weight, bias, axes, eps):
         fused = _fused(self, "layer_norm_forward", x, weight, bias, eps) if axes == (x.ndim - 1,) else None
-        if fused is not None:  # one kernel (CUDA): keeps mean and rstd per row instead of xhat
-            out, self.mean, self.rstd = fused
+        if fused is not None:  # the backend's kernels; `saved` is what its backward takes (CPU xhat, CUDA mean)
+            out, self.saved, self.rstd = fused
             self.xhat = None
             return out
         xp = self.xp
@@ -217,7 +217,7 @@ class LayerNorm(Function):
         x, weight, bias, axes, _ = self.inputs
         if self.xhat is None and not GradMode.enabled:  # the fused forward's kernel pair
             dx, dw, db = self.device.backend.layer_norm_backward(g.data, x.data, None if weight is None else
-                                                                 weight.data, self.mean, self.rstd, bias is not None)
+                                                                 weight.data, self.saved, self.rstd, bias is not None)
             wrap = lambda a, t: Tensor._wrap(a, g.device) if a is not None and t is not None and \
                 t.requires_grad else None  # noqa: E731
             return wrap(dx, x), wrap(dw, weight), wrap(db, bias), None, None
@@ -234,7 +234,7 @@ class LayerNorm(Function):
 
     def release(self) -> None:
         super().release()
-        self.xhat = self.rstd = self.mean = None
+        self.xhat = self.rstd = self.saved = None
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
