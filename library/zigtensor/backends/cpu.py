@@ -226,6 +226,32 @@ class CPUBackend:
         db = sums[1].astype(x.dtype) if has_bias else None
         return dx.reshape(x.shape).astype(x.dtype, copy=False), dw, db
 
+    def cross_entropy_forward(self, logits, targets, ignore_index: int, smoothing: float):
+        """(loss rows, lse rows) of cross-entropy over (N, C) logits and int64 targets (ops.loss.CrossEntropyRows,
+        the CUDA backend's contract): float32 (float64 for float64 logits), rows split between the cores."""
+        x = logits.astype(np.float32) if logits.dtype in _HALF else logits
+        loss, lse = np.empty(len(x), x.dtype), np.empty(len(x), x.dtype)
+
+        def piece(i, j):
+            cpu_kernels.cross_entropy_rows(x[i:j], targets[i:j], ignore_index, smoothing, loss[i:j], lse[i:j])
+
+        self._rows(piece, len(x), x.shape[1])
+        return loss, lse
+
+    def cross_entropy_backward(self, logits, targets, lse, grad, ignore_index: int, smoothing: float):
+        """d logits of cross_entropy_forward's rows for their gradient grad (a number or (N,)), in the logits'
+        dtype."""
+        x = logits.astype(np.float32) if logits.dtype in _HALF else logits
+        dx = np.empty(x.shape, x.dtype)
+        g = np.asarray(grad, x.dtype)
+
+        def piece(i, j):
+            cpu_kernels.cross_entropy_backward_rows(x[i:j], targets[i:j], lse[i:j], g[i:j] if g.ndim else g,
+                                                    ignore_index, smoothing, dx[i:j])
+
+        self._rows(piece, len(x), x.shape[1])
+        return dx.astype(logits.dtype, copy=False)
+
     def _rows(self, piece, n: int, width: int):
         """piece(i, j) over rows [0, n) in pieces of about _ELEMENTWISE_BLOCK elements, split between cores."""
         rows = max(1, _ELEMENTWISE_BLOCK // max(width, 1))

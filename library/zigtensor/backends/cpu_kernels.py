@@ -109,3 +109,30 @@ def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums) -> None:
     t = np.multiply(xhat, m2)
     dx -= t
     dx *= rstd
+
+
+def cross_entropy_rows(x, t, ignore_index: int, smoothing: float, loss, lse) -> None:
+    """Per row of logits x (n, C) and class indices t (n,): lse = logsumexp(x) and loss = lse - (1 - eps) x_t -
+    eps mean(x) (0 where t is ignore_index), written into loss and lse (n,)."""
+    m = x.max(axis=1)
+    e = np.subtract(x, m[:, None])
+    np.exp(e, out=e)
+    np.log(np.einsum("ij->i", e), out=lse)
+    lse += m
+    valid = t != ignore_index
+    picked = np.take_along_axis(x, np.where(valid, t, 0)[:, None], axis=1)[:, 0]
+    np.subtract(lse, picked if smoothing == 0 else (1 - smoothing) * picked + smoothing * x.mean(axis=1), out=loss)
+    loss[~valid] = 0
+
+
+def cross_entropy_backward_rows(x, t, lse, g, ignore_index: int, smoothing: float, dx) -> None:
+    """dx = g * (softmax(x) - (1 - eps) onehot(t) - eps / C) per row (0 where t is ignore_index); g (n,) or
+    a number."""
+    np.subtract(x, lse[:, None], out=dx)
+    np.exp(dx, out=dx)
+    if smoothing:
+        dx -= smoothing / x.shape[1]
+    valid = t != ignore_index
+    rows = np.flatnonzero(valid)
+    dx[rows, t[rows]] -= 1 - smoothing
+    dx *= np.where(valid, g, 0)[:, None].astype(dx.dtype, copy=False)  # ignored rows 0, even where g is nan

@@ -253,7 +253,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
 
 class CrossEntropyRows(Function):
     """Per-row cross-entropy of (N, C) logits and int64 targets (0 for ignored rows) from the backend's fused
-    kernels (CUDA): log-softmax and the pick in one pass, the row log-sum-exps kept for backward.
+    kernels: log-softmax and the pick in one pass, the row log-sum-exps kept for backward.
 
     NOTE: the one loss with its own backward, because its kernel is fused. Backward is the kernel's, or, when
     a graph is recorded, (softmax(x) - target distribution) * g from Tensor ops."""
@@ -282,8 +282,8 @@ class CrossEntropyRows(Function):
 
 def _fused_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: str,
                          label_smoothing: float):
-    """cross_entropy of (N, C) logits and int64 class indices on the backend's fused kernels (CUDA), or None
-    where it has none (the CPU) or for weighted classes or other shapes (then composed as on the CPU)."""
+    """cross_entropy of (N, C) logits and int64 class indices on the backend's fused kernels (both backends have
+    them), or None for weighted classes or other shapes (then composed from log_softmax and nll_loss)."""
     if getattr(input.device.backend, "cross_entropy_forward", None) is None or weight is not None or \
             input.ndim != 2 or target.dtype is not int64 or target.device is not input.device:
         return None
@@ -292,14 +292,17 @@ def _fused_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: in
     xp, t = input.device.backend.xp, target.data
     valid = t != ignore_index
     # one device-to-host read for the bounds check and the count of the mean
-    stats = xp.stack([xp.where(valid, t, 0).min(), xp.where(valid, t, -1).max(), valid.sum()]).get() if t.size \
+    stats = xp.stack([xp.where(valid, t, 0).min(), xp.where(valid, t, -1).max(), valid.sum()]) if t.size \
         else (0, -1, 0)
+    stats = stats.get() if hasattr(stats, "get") else stats  # a device array: one read back
     lo, hi, count = (int(v) for v in stats)
     c = input.shape[1]
     if count and (lo < 0 or hi >= c):
         raise IndexError(f"{op}: target {lo if lo < 0 else hi} is out of bounds: expected class indices in "
                          f"[0, {c - 1}] (or ignore_index={ignore_index})")
     rows = CrossEntropyRows.apply(input, target, ignore_index, float(label_smoothing))
+    if rows.dtype is not input.dtype:  # the kernels compute 16-bit logits in float32; the loss has their dtype
+        rows = rows.to(input.dtype)
     if reduction == "none":
         return rows
     total = rows.sum()
