@@ -38,17 +38,47 @@ def _launcher(family: str):
         return None
 
 
-def gemm(a, b):
-    """(..., M, K) @ (..., K, N) on CuPy arrays with our GEMM kernels (cuBLAS only with ZT_GEMM=cublas)."""
+def _integer_matmul(a, b):
+    """a @ b for integer or bool arrays (CuPy arrays in and out), which the GEMM kernels do not take: one
+    broadcast product and one reduction over K, exact, in NumPy's result dtype (bool: any of the ands).
+    NOTE: M * K * N elements of temporary memory; integer products are rare and small (indices, masks)."""
+    x, y = DeviceArray(a), DeviceArray(b)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {x.shape} and {y.shape}")
+    vec_x, vec_y = x.ndim == 1, y.ndim == 1
+    x = x.reshape(1, -1) if vec_x else x
+    y = y.reshape(-1, 1) if vec_y else y
+    if x.shape[-1] != y.shape[-2]:
+        raise ValueError(f"matmul: inner dims differ: a {tuple(a.shape)} @ b {tuple(b.shape)}")
+    products = cuda_array.multiply(cuda_array.expand_dims(x, -1), cuda_array.expand_dims(y, -3))
+    dt = np.result_type(a.dtype, b.dtype)
+    out = cuda_array.any(products, axis=-2) if dt == np.bool_ else cuda_array.sum(products, axis=-2, dtype=dt)
+    if vec_x:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if vec_y:
+        out = out.reshape(out.shape[:-1])
+    return out._a
+
+
+def gemm(a, b, out=None):
+    """(..., M, K) @ (..., K, N) on CuPy arrays with our GEMM kernels (cuBLAS only with ZT_GEMM=cublas); integer
+    and bool operands by _integer_matmul. out: a CuPy array of the result's shape and a's dtype to write into
+    (NumPy's matmul(out=)); the result (out when given)."""
+    if np.dtype(a.dtype).kind in "biu" and np.dtype(b.dtype).kind in "biu":
+        result = _integer_matmul(a, b)
+        if out is None:
+            return result
+        _ew.copy(out, result)
+        return out
     if os.environ.get("ZT_GEMM") == "cublas":
         from .. import cuda
 
-        return cuda.require_cupy().matmul(a, b)
+        return cuda.require_cupy().matmul(a, b, out=out)
     mod = _launcher("gemm")
     if mod is None:
         raise NotImplementedError("matmul on CUDA needs the GEMM kernels (backends/cuda_kernels/gemm.py), which are "
                                   "missing; set ZT_GEMM=cublas to use cuBLAS instead")
-    return mod.matmul(a, b)
+    return mod.matmul(a, b, out=out)
 
 
 class CUDABackend:
@@ -77,7 +107,8 @@ class CUDABackend:
         return arr.get()  # NOTE: a copy, unlike the CPU backend's view
 
     def from_numpy(self, arr: np.ndarray):
-        return DeviceArray(self._cupy.asarray(np.ascontiguousarray(arr)))
+        # NOTE: np.asarray(order="C"), not np.ascontiguousarray, which makes a 0-d array 1-d
+        return DeviceArray(self._cupy.asarray(np.asarray(arr, order="C")))
 
     # --- the few ops xp does not cover the same way on every device --------------------------------------
     def matmul(self, a, b):
@@ -198,7 +229,10 @@ class CUDABackend:
         return rows.astype(logits.dtype, copy=False), DeviceArray(lse)
 
     def _attention_forward(self, q, k, v, scale, causal, mask=None):
-        """(out, lse) of flash attention, or None for a case the kernel does not take (head dim, dtype)."""
+        """(out, lse) of flash attention, or None for a case the kernel does not take (head dim, dtype, values
+        of another width than the queries)."""
+        if v.shape[-1] != q.shape[-1] or k.shape[-1] != q.shape[-1]:
+            return None  # NOTE: the kernels take one head dim D for q, k and v; the composed ops take any
         try:
             out, lse = self._att.flash_attention_forward(q._a, k._a, v._a, scale, causal, _raw(mask))
         except NotImplementedError:

@@ -368,7 +368,7 @@ def _c_strides(shape) -> tuple:
     strides, acc = [], 1
     for n in reversed(shape):
         strides.append(acc)
-        acc *= max(n, 1)
+        acc *= builtins.max(n, 1)  # NOTE: builtins: this module's max is amax
     return tuple(reversed(strides))
 
 
@@ -539,7 +539,7 @@ def asarray(a, dtype=None) -> DeviceArray:
     if isinstance(a, (numbers.Number, np.generic)) and not isinstance(a, complex):
         dt = np.dtype(dtype) if dtype is not None else np.asarray(a).dtype
         return full((), a, dt)
-    host = np.ascontiguousarray(np.asarray(a, dtype=dtype))
+    host = np.asarray(a, dtype=dtype, order="C")  # NOTE: not np.ascontiguousarray, which makes 0-d arrays 1-d
     return DeviceArray(cp.asarray(host))
 
 
@@ -912,10 +912,11 @@ def copy(a) -> DeviceArray:
 
 # ------------------------------------------------------------------------------------------ products
 def matmul(a, b, out=None) -> DeviceArray:
-    _no_out("matmul", out)
     from . import cuda
 
-    return DeviceArray(cuda.gemm(_raw(asarray(a)), _raw(asarray(b))))
+    o = _out(out)
+    result = cuda.gemm(_raw(asarray(a)), _raw(asarray(b)), None if o is None else o._a)
+    return o if o is not None else DeviceArray(result)
 
 
 def dot(a, b) -> DeviceArray:

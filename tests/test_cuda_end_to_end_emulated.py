@@ -1,0 +1,326 @@
+"""The CUDA backend end to end without a GPU: tensors on 'cuda' run the real backends/cuda.py, cuda_array.py and
+launchers, with kernels/*.cu under the kernel emulator and CuPy played by tests/cuda_dev.py.
+
+Every test computes the same thing on the CPU and on the emulated device and compares on the host. Sizes are
+tiny: the emulator runs blocks one after another. What this catches is integration: a host array where a
+device one is expected, a NumPy function the CUDA array module lacks, a launcher given the wrong layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cuda_util import why_no_gpu
+
+import zigtensor as zt
+import zigtensor.nn.functional as F
+from zigtensor import amp
+from zigtensor.autograd.grad_mode import no_grad
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(params=["emulator", pytest.param("gpu", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    bool(why_no_gpu()), reason=why_no_gpu() or "a GPU is here")])])
+def cuda_dev(request, monkeypatch):
+    """'cuda:0' on the emulated backend, or on the real GPU where there is one (the same scenarios, so a GPU
+    session can run them first)."""
+    import emulated_cuda
+
+    if request.param == "emulator":
+        emulated_cuda.install(monkeypatch)
+        emulated_cuda.LAUNCHES.clear()
+    emulated_cuda.forget_cuda_devices()
+    try:
+        yield zt.device("cuda:0")
+    finally:
+        emulated_cuda.forget_cuda_devices()
+
+
+def _close(name: str, got, want, rtol: float = RTOL, atol: float = ATOL) -> None:
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=rtol, atol=atol,
+                               err_msg=name)
+
+
+def _on(device, *arrays, grad: bool = True):
+    return [zt.tensor(a, device=device, requires_grad=grad) for a in arrays]
+
+
+def _ops_and_grads(device, x, w, b, ids, targets):
+    """A forward touching the backend's main families (GEMM, elementwise, reductions, norms, softmax, indexing,
+    embedding, cross-entropy) and the gradients of its loss."""
+    xt, wt, bt = _on(device, x, w, b)
+    h = F.gelu(xt @ wt + bt)  # (4, 6)
+    h = F.layer_norm(h, (6,))
+    probs = F.softmax(h, dim=-1)
+    picked = h[zt.tensor(ids, device=device)]  # advanced indexing: gather rows
+    sliced = h.transpose(0, 1)[1:4].reshape(-1)  # a strided view made contiguous
+    loss = F.cross_entropy(h, zt.tensor(targets, device=device)) + (probs * probs).sum() * 0.1 \
+        + picked.mean() + sliced.max() + h.var(dim=0).sum()
+    loss.backward()
+    return loss.numpy(), probs.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+def test_ops_and_backward_match_the_cpu(cuda_dev):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    w = rng.normal(size=(5, 6)).astype(np.float32)
+    b = rng.normal(size=(6,)).astype(np.float32)
+    ids, targets = np.array([3, 0, 3]), np.array([1, 5, 0, 2])
+    want = _ops_and_grads("cpu", x, w, b, ids, targets)
+    got = _ops_and_grads(cuda_dev, x, w, b, ids, targets)
+    for name, g, wv in zip(("loss", "softmax", "x.grad", "w.grad", "b.grad"), got, want):
+        _close(name, g, wv)
+
+
+def _attention_and_grads(device, q, k, v, causal: bool):
+    qt, kt, vt = _on(device, q, k, v)
+    out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=True)
+    (out * out).sum().backward()
+    return out.detach().numpy(), qt.grad.numpy(), kt.grad.numpy(), vt.grad.numpy()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_attention_forward_and_backward_match_the_cpu(cuda_dev, causal, request):
+    from emulated_cuda import LAUNCHES
+
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(1, 4, 8, 16)).astype(np.float32)
+    k, v = (rng.normal(size=(1, 2, 8, 16)).astype(np.float32) for _ in range(2))  # grouped-query: 2 kv heads
+    want = _attention_and_grads("cpu", q, k, v, causal)
+    got = _attention_and_grads(cuda_dev, q, k, v, causal)
+    if request.node.callspec.params["cuda_dev"] == "emulator":  # launches are counted on the emulator only
+        assert any(name.startswith("attention.") for name in LAUNCHES), f"no attention kernel: {sorted(LAUNCHES)}"
+    for name, g, w in zip(("out", "q.grad", "k.grad", "v.grad"), got, want):
+        _close(name, g, w, atol=1e-4)
+
+
+def _conv_and_grads(device, x, w, b):
+    xt, wt, bt = _on(device, x, w, b)
+    y = F.max_pool2d(F.relu(F.conv2d(xt, wt, bt, padding=1)), 2)
+    (y * y).sum().backward()
+    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+def test_conv_and_pool_forward_and_backward_match_the_cpu(cuda_dev):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    w, b = rng.normal(size=(4, 3, 3, 3)).astype(np.float32), rng.normal(size=(4,)).astype(np.float32)
+    want = _conv_and_grads("cpu", x, w, b)
+    got = _conv_and_grads(cuda_dev, x, w, b)
+    for name, g, wv in zip(("out", "x.grad", "w.grad", "b.grad"), got, want):
+        _close(name, g, wv, atol=1e-4)
+
+
+def test_attention_with_values_of_another_width_falls_back_to_the_composed_ops(cuda_dev):
+    rng = np.random.default_rng(7)
+    q, k = rng.normal(size=(1, 2, 4, 8)).astype(np.float32), rng.normal(size=(1, 2, 5, 8)).astype(np.float32)
+    v = rng.normal(size=(1, 2, 5, 6)).astype(np.float32)
+    want = F.scaled_dot_product_attention(*(zt.tensor(a) for a in (q, k, v))).numpy()
+    got = F.scaled_dot_product_attention(*(zt.tensor(a, device=cuda_dev) for a in (q, k, v))).numpy()
+    _close("attention with v of width 6", got, want)
+
+
+def test_integer_matmul_matches_numpy(cuda_dev):
+    rng = np.random.default_rng(5)
+    for shape_a, shape_b in (((2, 3), (3, 4)), ((3,), (2, 3, 4)), ((2, 3), (3,))):
+        a, b = rng.integers(-3, 4, shape_a), rng.integers(-3, 4, shape_b)
+        got = (zt.tensor(a, device=cuda_dev) @ zt.tensor(b, device=cuda_dev)).numpy()
+        assert got.dtype == np.int64 and np.array_equal(got, a @ b), (shape_a, shape_b)
+
+
+def test_tensor_lives_on_the_device_and_refuses_implicit_host_copies(cuda_dev):
+    from zigtensor.backends.cuda_array import DeviceArray
+
+    t = zt.tensor(np.arange(6, dtype=np.float32), device=cuda_dev)
+    assert isinstance(t.data, DeviceArray) and t.device.type == "cuda"
+    with pytest.raises(TypeError, match="not converted to NumPy implicitly"):
+        np.asarray(t.data)
+    assert zt.cuda.is_available() and zt.cuda.device_count() == 1
+    assert zt.cuda.get_device_properties(0).multi_processor_count > 0
+    stats = zt.cuda.memory_stats()
+    assert set(stats) >= {"allocated_bytes", "reserved_bytes", "device_free_bytes", "device_total_bytes"}
+    start, end = zt.cuda.Event(), zt.cuda.Event()
+    start.record()
+    end.record()
+    end.synchronize()
+    assert start.elapsed_time(end) >= 0.0
+    zt.cuda.synchronize()
+
+
+def _gpt_step(device, idx, targets):
+    """One AdamW step of a tiny GPT: (loss, the embedding's gradient, a weight after the step)."""
+    from zigtensor.models.gpt import GPT, GPTConfig
+
+    zt.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=32)).to(device)
+    opt = zt.optim.AdamW(model.parameters(), lr=1e-2)
+    logits = model(zt.tensor(idx, device=device))
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), zt.tensor(targets.reshape(-1), device=device))
+    opt.zero_grad()
+    loss.backward()
+    grad = model.transformer.wte.weight.grad.numpy()
+    opt.step()
+    return loss.item(), grad, model.transformer.h[0].attn.c_attn.weight.numpy()
+
+
+def test_gpt_training_step_matches_the_cpu(cuda_dev):
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, 11, (2, 16)), rng.integers(0, 11, (2, 16))
+    want = _gpt_step("cpu", idx, targets)
+    got = _gpt_step(cuda_dev, idx, targets)
+    _close("loss", got[0], want[0])
+    _close("wte.grad", got[1], want[1], atol=1e-5)
+    _close("weight after the step", got[2], want[2], atol=1e-5)
+
+
+def _llama():
+    from zigtensor.llm import ModelConfig
+    from zigtensor.llm.transformer import Transformer
+
+    config = ModelConfig(architecture="llama", vocab_size=23, hidden_size=32, num_layers=1, num_heads=4,
+                         num_kv_heads=2, head_dim=8, intermediate_size=48, max_position_embeddings=32)
+    zt.manual_seed(0)
+    model = Transformer(config)
+    for p in model.parameters():  # weights large enough that every layer moves the logits
+        p.data[...] = np.random.default_rng(p.numel()).normal(0, 0.3, p.shape).astype(np.float32)
+    return model
+
+
+def _greedy(model, prompt, steps: int):
+    """Prefill then `steps` greedy tokens through the KV cache: (tokens, every step's logits)."""
+    from zigtensor.llm.kv_cache import KVCache
+
+    device = model.transformer.wte.weight.device
+    cache = KVCache.for_model(model, batch=1, max_len=len(prompt) + steps)
+    tokens, logits = [], []
+    with no_grad():
+        out = model(zt.tensor(np.array([prompt]), device=device), cache=cache)
+        for _ in range(steps):
+            last = out.numpy()[0, -1]
+            logits.append(last)
+            tokens.append(int(last.argmax()))
+            out = model(zt.tensor(np.array([[tokens[-1]]]), device=device), cache=cache)
+    return tokens, logits
+
+
+def test_llama_greedy_decode_with_kv_cache_matches_the_cpu(cuda_dev):
+    prompt = [3, 17, 5, 9, 1]
+    model = _llama().prepare_for_inference()
+    want_tokens, want_logits = _greedy(model, prompt, 3)
+    got_tokens, got_logits = _greedy(model.to(cuda_dev).prepare_for_inference(), prompt, 3)
+    assert got_tokens == want_tokens
+    for i, (g, w) in enumerate(zip(got_logits, want_logits)):
+        _close(f"logits of step {i}", g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_quant_linear_forward_matches_the_cpu(cuda_dev):
+    from zigtensor.quant import QuantizedWeight
+    from zigtensor.quant.qlinear import QuantLinear
+
+    rng = np.random.default_rng(2)
+    out_f, in_f, group = 8, 64, 32
+    weight = QuantizedWeight(rng.integers(0, 16, (out_f, in_f)), rng.uniform(0.01, 0.1, (in_f // group, out_f)),
+                             rng.integers(0, 16, (in_f // group, out_f)), np.arange(in_f, dtype=np.int32) // group,
+                             4, group, name="w")
+    layer = QuantLinear.from_weights([weight], bias=rng.standard_normal(out_f).astype(np.float32))
+    for rows in (1, 3):
+        x = rng.normal(size=(rows, in_f)).astype(np.float32)
+        with no_grad():
+            want = layer(zt.tensor(x)).numpy()
+            on_device = layer.to(cuda_dev)
+            got = on_device(zt.tensor(x, device=cuda_dev)).numpy()
+            layer.to("cpu")
+        _close(f"QuantLinear forward, {rows} rows", got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_gpt_step_with_dropout_clipping_and_bf16_autocast_runs(cuda_dev):
+    """What a real training step adds (Philox dropout, gradient clipping, bf16 autocast, SGD with momentum):
+    dropout draws differ from the CPU's generator, so this checks the step runs and stays finite."""
+    from zigtensor.models.gpt import GPT, GPTConfig
+
+    zt.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=32, dropout=0.1))
+    model.to(cuda_dev)
+    opt = zt.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    rng = np.random.default_rng(3)
+    idx = zt.tensor(rng.integers(0, 11, (2, 16)), device=cuda_dev)
+    targets = zt.tensor(rng.integers(0, 11, (2 * 16,)), device=cuda_dev)
+    before = model.transformer.wte.weight.numpy().copy()
+    for _ in range(2):
+        with amp.autocast(cuda_dev.type, dtype=zt.bfloat16):
+            logits = model(idx)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets)
+        opt.zero_grad()
+        loss.backward()
+        norm = zt.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        assert np.isfinite(loss.item()) and np.isfinite(norm.item())
+    after = model.transformer.wte.weight.numpy()
+    assert np.isfinite(after).all() and not np.array_equal(after, before)
+
+
+def test_float16_autocast_with_grad_scaler_matches_the_cpu(cuda_dev):
+    """float16 autocast + GradScaler + Adam: the scaler's inf check and unscale run on the device."""
+    from zigtensor.models.gpt import GPT, GPTConfig
+
+    def step(device):
+        zt.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=32)).to(device)
+        opt, scaler = zt.optim.Adam(model.parameters(), lr=1e-2), amp.GradScaler(init_scale=1024.0)
+        rng = np.random.default_rng(8)
+        idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (16,))
+        with amp.autocast(device if isinstance(device, str) else device.type, dtype=zt.float16):
+            logits = model(zt.tensor(idx, device=device))
+            loss = F.cross_entropy(logits.reshape(-1, 11).float(), zt.tensor(targets, device=device))
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss.item(), scaler.get_scale(), model.transformer.wte.weight.numpy()
+
+    want, got = step("cpu"), step(cuda_dev)
+    _close("loss", got[0], want[0], rtol=1e-2, atol=1e-3)
+    assert got[1] == want[1]
+    _close("wte after the step", got[2], want[2], rtol=1e-2, atol=1e-3)
+
+
+def test_llm_generate_greedy_and_sampled_on_the_device(cuda_dev):
+    from types import SimpleNamespace
+
+    from zigtensor.llm import LLM, SamplingParams
+
+    def llm_of(model):
+        llm = LLM.__new__(LLM)
+        llm.loaded = SimpleNamespace(kind="decoder", name="random", model=model, tokenizer=None, config=model.config)
+        llm.tokenizer, llm.config, llm.max_model_len = None, model.config, model.config.max_position_embeddings
+        return llm
+
+    prompts = [[3, 17, 5, 9, 1], [4, 2]]
+    greedy = SamplingParams(max_tokens=3, temperature=0, ignore_eos=True)
+    want = llm_of(_llama().prepare_for_inference()).generate(prompts, greedy)
+    device_llm = llm_of(_llama().to(cuda_dev).prepare_for_inference())
+    got = device_llm.generate(prompts, greedy)
+    assert [o.outputs[0].token_ids for o in got] == [o.outputs[0].token_ids for o in want]
+    sampled = device_llm.generate(prompts, SamplingParams(max_tokens=3, temperature=0.8, top_p=0.9, seed=1,
+                                                          ignore_eos=True))
+    assert all(len(o.outputs[0].token_ids) == 3 for o in sampled)
+
+
+def test_engine_with_paged_kv_cache_matches_the_cpu(cuda_dev):
+    from zigtensor.engine import EngineConfig, LLMEngine
+    from zigtensor.engine.llm_runner import TransformerRunner
+    from zigtensor.llm import SamplingParams
+
+    prompts = [[1, 5, 9, 3, 2], [7], list(range(3, 12))]
+
+    def run(model):
+        engine = LLMEngine(TransformerRunner(model), None, EngineConfig(block_size=4, max_model_len=32,
+                                                                         max_num_seqs=4, max_num_batched_tokens=12))
+        params = SamplingParams(max_tokens=3, temperature=0, ignore_eos=True, logprobs=2)
+        return [(o.outputs[0].token_ids, o.outputs[0].cumulative_logprob) for o in engine.generate(prompts, params)]
+
+    want = run(_llama().prepare_for_inference())
+    got = run(_llama().to(cuda_dev).prepare_for_inference())
+    for (g_ids, g_lp), (w_ids, w_lp) in zip(got, want):
+        assert g_ids == w_ids
+        assert abs(g_lp - w_lp) < 1e-4
