@@ -141,7 +141,9 @@ extern "C" __global__ void __launch_bounds__(512, 1) adam_step(
     const long long total = chunk_starts[n_tensors];
     const st b1 = (st)beta1, b2 = (st)beta2, k_eps = (st)eps, k_wd = (st)weight_decay;
     const st one_b1 = (st)1 - b1, one_b2 = (st)1 - b2;
-    const st step_size = (st)(lr / bias_correction1), inv_bc2 = (st)(1.0 / bias_correction2_sqrt);
+    // NOTE: PyTorch's order of operations (lerp for m; p -= step_size * (m / (sqrt(v) / bc2_sqrt + eps))), so
+    // the roundings are its roundings
+    const st step_size = (st)(lr / bias_correction1), bc2 = (st)bias_correction2_sqrt;
     const st decay = (st)(1.0 - lr * weight_decay);  // AdamW's multiplicative decay
     const st k_scale = maximize ? -(st)grad_scale : (st)grad_scale;
     for (long long b = blockIdx.x; b < total; b += gridDim.x) {
@@ -171,14 +173,14 @@ extern "C" __global__ void __launch_bounds__(512, 1) adam_step(
                     if (adamw) pv[j] *= decay;
                     else d += k_wd * pv[j];
                 }
-                mv[j] = b1 * mv[j] + one_b1 * d;
-                vv[j] = b2 * vv[j] + one_b2 * d * d;
+                mv[j] += one_b1 * (d - mv[j]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
+                vv[j] = vv[j] * b2 + one_b2 * d * d;
                 st second = vv[j];
                 if (vmax != nullptr) {
                     xv[j] = zt_max(xv[j], vv[j]);
                     second = xv[j];
                 }
-                pv[j] -= step_size * mv[j] / (zt_sqrt(second) * inv_bc2 + k_eps);
+                pv[j] -= step_size * (mv[j] / (zt_sqrt(second) / bc2 + k_eps));
             }
             store4(m + i, vec, count, mv);
             store4(v + i, vec, count, vv);

@@ -436,7 +436,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     flash = getattr(query.device.backend, "attention_forward", None)
     if flash is not None and dropout_p == 0.0 and query.ndim >= 3 and query.shape[:-2] == key.shape[:-2] == \
-            value.shape[:-2] and query.dtype is key.dtype is value.dtype:
+            value.shape[:-2] and query.dtype is key.dtype is value.dtype and \
+            (attn_mask is None or not attn_mask.requires_grad):  # the kernels give no gradient to a mask
         mask = None if attn_mask is None else attn_mask.data
         result = flash(query.data, key.data, value.data, scale, is_causal, mask)
         if result is not None:  # None: a head dim or dtype the kernel does not take
