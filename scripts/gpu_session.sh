@@ -21,7 +21,9 @@ stage() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)" >> "$OUT/gpu.txt" 2>&1
 
-if stage tests; then  # the kernels' own tests, then every [cuda] case of the op/layer/optimizer suite
+if stage tests; then  # end-to-end scenarios first, the kernels' own tests, then every [cuda] case of the suite
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -rs -k gpu tests/test_cuda_end_to_end_emulated.py \
+        > "$OUT/pytest_end_to_end.log" 2>&1
     timeout 200 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda_*.py tests/test_kernel_loader.py \
         > "$OUT/pytest_kernels.log" 2>&1
     timeout 200 python3 -m pytest -q -p no:cacheprovider -m cuda -x tests/ > "$OUT/pytest_suite_cuda.log" 2>&1
