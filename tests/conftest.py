@@ -4,7 +4,8 @@ of the op, layer and optimizer suites.
 Every test of the modules in DEVICE_MODULES runs twice, `[cpu]` and `[cuda]`, with zt.set_default_device set
 accordingly, so the tensors the tests make (zt.tensor, zt.randn, tests/oracle.py's inputs) live on that
 device; results are compared on the host (Tensor.numpy() copies). The `[cuda]` cases skip without CuPy or a
-GPU. Tests that use `fake_cuda` (device-mixing checks) run on the CPU only.
+GPU. Tests that use `fake_cuda` (device-mixing checks) or carry the `cpu_only` mark (they check the CPU's host
+semantics: numpy() sharing memory, the default device) run on the CPU only.
 """
 
 import pytest
@@ -35,7 +36,8 @@ def _why_no_cuda() -> str:
 
 def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in DEVICE_MODULES and "fake_cuda" not in metafunc.fixturenames:
+    cpu_only = metafunc.definition.get_closest_marker("cpu_only") is not None  # host semantics (shared memory)
+    if module in DEVICE_MODULES and "fake_cuda" not in metafunc.fixturenames and not cpu_only:
         why = _why_no_cuda()
         # NOTE: a static skip mark, not pytest.skip() in the fixture: hundreds of skipped cases then cost
         # nothing (a skip raised at setup builds a traceback each time and doubled the CPU run's time)

@@ -11,8 +11,14 @@ import zigtensor as zt
 import zigtensor.nn.functional as F
 
 POS = dict(low=0.5, high=2.0)
-IDX = zt.tensor([[0, 2, 1], [1, 0, 0]])
-SEL = zt.tensor([2, 0, 2])
+# NOTE: functions, so each case makes its indices on the device it runs on (not the CPU, at import)
+def IDX():
+    return zt.tensor([[0, 2, 1], [1, 0, 0]])
+
+
+def SEL():
+    return zt.tensor([2, 0, 2])
+
 
 CASES = [
     # arithmetic, with broadcasting and Python scalars
@@ -83,10 +89,10 @@ CASES = [
     ("getitem_basic", lambda x: x[1:, None, ::2], [(3, 4)], {}),
     ("getitem_int_array", lambda x: x[zt.tensor([0, 2, 2])], [(3, 2)], {}),
     ("getitem_mask", lambda x: x[x > 0], [(3, 4)], {}),
-    ("gather", lambda x: x.gather(1, IDX), [(2, 3)], {}),
-    ("scatter_add", lambda x, s: x.scatter_add(0, IDX, s), [(3, 3), (2, 3)], {}),
-    ("scatter_add_smaller_index", lambda x, s: x.scatter_add(1, IDX[:1, :2], s), [(2, 3), (2, 3)], {}),
-    ("index_select", lambda x: x.index_select(0, SEL), [(3, 2)], {}),
+    ("gather", lambda x: x.gather(1, IDX()), [(2, 3)], {}),
+    ("scatter_add", lambda x, s: x.scatter_add(0, IDX(), s), [(3, 3), (2, 3)], {}),
+    ("scatter_add_smaller_index", lambda x, s: x.scatter_add(1, IDX()[:1, :2], s), [(2, 3), (2, 3)], {}),
+    ("index_select", lambda x: x.index_select(0, SEL()), [(3, 2)], {}),
     ("masked_fill", lambda x: x.masked_fill(x > 0.5, 0.0), [(2, 3)], {}),
     # linear algebra
     ("matmul", lambda x, y: x @ y, [(2, 3), (3, 2)], {}),
@@ -103,7 +109,7 @@ CASES = [
     ("rms_norm", lambda x, w: F.rms_norm(x, (3,), w), [(2, 3), (3,)], {}),
     ("batch_norm", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [(3, 2, 2), (2,), (2,)],
      {}),
-    ("embedding", lambda w: F.embedding(IDX, w), [(3, 2)], {}),  # padding_idx rows are zeroed on purpose
+    ("embedding", lambda w: F.embedding(IDX(), w), [(3, 2)], {}),  # padding_idx rows are zeroed on purpose
     ("sdpa", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
      [(2, 3, 2), (2, 3, 2), (2, 3, 2)], {}),
     ("sdpa_mask", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
@@ -139,7 +145,7 @@ SECOND_ORDER = [
     ("log_softmax", lambda x: F.log_softmax(x, -1), [(2, 3)], {}),
     ("layer_norm", lambda x, w, b: F.layer_norm(x, (3,), w, b), [(2, 3), (3,), (3,)], {}),
     ("logsumexp", lambda x: x.logsumexp(1), [(2, 3)], {}),
-    ("gather", lambda x: (x.gather(1, IDX) ** 2), [(2, 3)], {}),
+    ("gather", lambda x: (x.gather(1, IDX()) ** 2), [(2, 3)], {}),
     ("getitem", lambda x: x[zt.tensor([0, 0, 1])] ** 2, [(2, 3)], {}),
     ("prod", lambda x: x.prod(1), [(2, 3)], {}),
 ]

@@ -142,6 +142,7 @@ def test_parameter():
 
 
 # ------------------------------------------------------------------------------------------ state dicts
+@pytest.mark.cpu_only  # numpy() shares memory on the CPU only
 def test_state_dict_round_trip_and_sharing():
     a, b = model(), model()
     sd = a.state_dict()

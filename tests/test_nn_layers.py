@@ -220,6 +220,7 @@ def test_embedding_matches_torch():
     assert not zm.weight.grad.numpy()[2].any()
 
 
+@pytest.mark.cpu_only  # numpy() shares memory on the CPU only
 def test_embedding_from_pretrained():
     table = np.arange(12, dtype=np.float32).reshape(4, 3)
     zw = zt.tensor(table)

@@ -11,6 +11,7 @@ from oracle import to_numpy, torch
 import zigtensor as zt
 
 
+@pytest.mark.cpu_only  # the default device is the CPU
 def test_attributes():
     x = zt.zeros(2, 3, 4)
     assert x.shape == (2, 3, 4) and x.ndim == 3 and x.dim() == 3 and x.numel() == 24
@@ -58,6 +59,7 @@ def test_iteration_and_len():
         iter(zt.tensor(1.0))
 
 
+@pytest.mark.cpu_only  # numpy() shares memory on the CPU only
 def test_detach():
     x = zt.tensor([1.0, 2.0], requires_grad=True)
     y = x * 2
@@ -67,6 +69,7 @@ def test_detach():
     assert np.shares_memory(d.numpy(), y.numpy())
 
 
+@pytest.mark.cpu_only  # numpy() shares memory on the CPU only
 def test_clone_and_contiguous():
     x = zt.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     c = x.clone()
@@ -80,6 +83,7 @@ def test_clone_and_contiguous():
     assert tc.contiguous() is tc
 
 
+@pytest.mark.cpu_only  # repr says device='cpu'
 def test_repr():
     x = zt.tensor([[1.0, 2.5], [3.0, 4.0]], requires_grad=True)
     r = repr(x)
@@ -110,6 +114,7 @@ def test_requires_grad_():
         zt.ones(2, dtype=zt.int64).requires_grad_()
 
 
+@pytest.mark.cpu_only  # to("cpu") returns the tensor itself on the CPU only
 def test_to_variants():
     x = zt.tensor([1.5, 2.5])
     assert x.to(zt.float64).dtype is zt.float64
