@@ -102,7 +102,10 @@ def _conv_and_grads(device, x, w, b):
     return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
 
-def test_conv_and_pool_forward_and_backward_match_the_cpu(cuda_dev):
+def test_conv_and_pool_forward_and_backward_match_the_cpu(cuda_dev, request):
+    """Conv runs conv.cu's kernels (im2col / col2im + our GEMM) forward and backward."""
+    import emulated_cuda
+
     rng = np.random.default_rng(6)
     x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
     w, b = rng.normal(size=(4, 3, 3, 3)).astype(np.float32), rng.normal(size=(4,)).astype(np.float32)
@@ -110,6 +113,8 @@ def test_conv_and_pool_forward_and_backward_match_the_cpu(cuda_dev):
     got = _conv_and_grads(cuda_dev, x, w, b)
     for name, g, wv in zip(("out", "x.grad", "w.grad", "b.grad"), got, want):
         _close(name, g, wv, atol=1e-4)
+    if "emulator" in request.node.name:
+        assert {"conv.im2col", "conv.col2im"} <= set(emulated_cuda.LAUNCHES), emulated_cuda.LAUNCHES
 
 
 def test_attention_with_values_of_another_width_falls_back_to_the_composed_ops(cuda_dev):

@@ -220,6 +220,32 @@ class CUDABackend:
             self._opt = opt
             self.adam_step = self._adam_step
             self.sgd_step = self._sgd_step
+        conv = _launcher("conv")
+        if conv is not None:
+            self._conv = conv
+            self.conv2d_forward = self._conv2d_forward
+            self.conv2d_backward = self._conv2d_backward
+
+    @staticmethod
+    def _conv_padding(geom):
+        """(top, left) padding of ops.conv's Geometry, or None when it is not symmetric (conv.cu's contract)."""
+        (top, bottom), (left, right) = geom.pads
+        return (top, left) if (top, left) == (bottom, right) else None
+
+    def _conv2d_forward(self, x, w, b, geom, groups):
+        """conv.cu's forward (im2col + our GEMM, bias added) for ops.conv.Conv, or None for a float dtype or
+        padding it does not take."""
+        padding = self._conv_padding(geom)
+        if padding is None or x.dtype != w.dtype or np.dtype(x.dtype).kind != "f":
+            return None
+        return DeviceArray(self._conv.conv2d_forward(x._a, w._a, _raw(b), geom.stride, padding, geom.dilation,
+                                                     groups))
+
+    def _conv2d_backward(self, g, x, w, geom, groups, needs):
+        """(dx, dw, db) of _conv2d_forward, an entry None where `needs` says it is not wanted."""
+        out = self._conv.conv2d_backward(g._a, x._a, w._a, geom.stride, self._conv_padding(geom), geom.dilation,
+                                         groups, needs=needs)
+        return tuple(None if t is None else DeviceArray(t) for t in out)
 
     @staticmethod
     def _cross_entropy(ce, logits, targets, ignore_index, smoothing):
