@@ -183,7 +183,7 @@ class CPUBackend:
         what gelu_backward takes (cpu_kernels.gelu says what and why)."""
         return self._elementwise(lambda xs, out, saved: cpu_kernels.gelu(xs, approximate, out, saved), x, outputs=2)
 
-    def gelu_backward(self, g, x, approximate: str = "none", saved=None):
+    def gelu_backward(self, g, x, approximate: str, saved):
         """g * gelu'(x) from gelu's saved array, split between the cores."""
         if g.shape != x.shape:
             g = np.broadcast_to(g, x.shape)
@@ -227,8 +227,9 @@ class CPUBackend:
         return dx.reshape(x.shape).astype(x.dtype, copy=False), dw, db
 
     def cross_entropy_forward(self, logits, targets, ignore_index: int, smoothing: float):
-        """(loss rows, lse rows) of cross-entropy over (N, C) logits and int64 targets (ops.loss.CrossEntropyRows,
-        the CUDA backend's contract): float32 (float64 for float64 logits), rows split between the cores."""
+        """(loss rows in the logits' dtype, lse rows in float32 (float64 for float64 logits)) of cross-entropy over
+        (N, C) logits and int64 targets (ops.loss.CrossEntropyRows, the CUDA backend's contract), rows split
+        between the cores."""
         x = logits.astype(np.float32) if logits.dtype in _HALF else logits
         loss, lse = np.empty(len(x), x.dtype), np.empty(len(x), x.dtype)
 
@@ -236,7 +237,7 @@ class CPUBackend:
             cpu_kernels.cross_entropy_rows(x[i:j], targets[i:j], ignore_index, smoothing, loss[i:j], lse[i:j])
 
         self._rows(piece, len(x), x.shape[1])
-        return loss, lse
+        return loss.astype(logits.dtype, copy=False), lse
 
     def cross_entropy_backward(self, logits, targets, lse, grad, ignore_index: int, smoothing: float):
         """d logits of cross_entropy_forward's rows for their gradient grad (a number or (N,)), in the logits'

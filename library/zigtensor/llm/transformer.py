@@ -104,18 +104,20 @@ class Attention(nn.Module):
         g = nh // nkv  # query heads per key/value head
         qkv = self.c_attn(x).reshape(B, T, nh + 2 * nkv, hd)  # (B, T, heads, hd): q heads, k heads, v heads
         dropout = self.dropout if self.training else 0.0
-        if step.cache is None and fused_attention_applies(qkv, dropout):  # the full causal forward (training)
+        # the full causal forward (training) in one op: CausalAttention on the CPU, the backend's flash-attention
+        # kernels on a GPU (no (T, T) scores either way)
+        cpu_op = step.cache is None and fused_attention_applies(qkv, dropout)
+        flash = step.cache is None and x.device.type != "cpu" and not dropout and self.window is None
+        if cpu_op or flash:
             if step.cos is not None:  # q and k rotated, packed again with v
                 qkv = cat([rotate(qkv[:, :, :nh + nkv], step.cos, step.sin), qkv[:, :, nh + nkv:]], 2)
-            y = CausalAttention.apply(qkv, nh, nkv, self.scale, self.window)  # (B, T, nh * hd)
+            if cpu_op:
+                y = CausalAttention.apply(qkv, nh, nkv, self.scale, self.window)  # (B, T, nh * hd)
+            else:
+                q, k, v = (t.transpose(1, 2) for t in (qkv[:, :, :nh], qkv[:, :, nh:nh + nkv], qkv[:, :, nh + nkv:]))
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=g > 1)
+                y = y.transpose(1, 2).reshape(B, T, nh * hd)
             return self.resid_dropout(self.c_proj(y))
-        if step.cache is None and x.device.type != "cpu" and not dropout and self.window is None:
-            # the full causal forward on a GPU: the backend's flash-attention kernels (no (T, T) scores)
-            if step.cos is not None:
-                qkv = cat([rotate(qkv[:, :, :nh + nkv], step.cos, step.sin), qkv[:, :, nh + nkv:]], 2)
-            q, k, v = (t.transpose(1, 2) for t in (qkv[:, :, :nh], qkv[:, :, nh:nh + nkv], qkv[:, :, nh + nkv:]))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=g > 1)
-            return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, nh * hd)))
         if step.cos is not None:
             qk = rotate(qkv[:, :, :nh + nkv], step.cos, step.sin)  # q and k rotated in one op
             q, k = qk[:, :, :nh], qk[:, :, nh:]

@@ -300,9 +300,7 @@ def _fused_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: in
     if count and (lo < 0 or hi >= c):
         raise IndexError(f"{op}: target {lo if lo < 0 else hi} is out of bounds: expected class indices in "
                          f"[0, {c - 1}] (or ignore_index={ignore_index})")
-    rows = CrossEntropyRows.apply(input, target, ignore_index, float(label_smoothing))
-    if rows.dtype is not input.dtype:  # the kernels compute 16-bit logits in float32; the loss has their dtype
-        rows = rows.to(input.dtype)
+    rows = CrossEntropyRows.apply(input, target, ignore_index, float(label_smoothing))  # in the logits' dtype
     if reduction == "none":
         return rows
     total = rows.sum()
