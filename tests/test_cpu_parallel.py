@@ -4,6 +4,10 @@ against NumPy or PyTorch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from oracle import torch
@@ -11,6 +15,7 @@ from oracle import torch
 import zigtensor as zt
 import zigtensor.nn.functional as F
 from zigtensor.backends import blas_threads
+from zigtensor.backends import cpu as cpu_backend
 
 
 def backend():
@@ -92,6 +97,58 @@ def test_split_matmul_matches_numpy(monkeypatch, shape, layout):
         np.testing.assert_allclose(got, b.T @ a.T + bias, rtol=1e-12, atol=1e-10)
 
 
+def _plan(monkeypatch, a, b, short_spin=True, busy=False):
+    monkeypatch.setenv("ZT_NUM_THREADS", "2")
+    monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: short_spin)
+    monkeypatch.setattr(cpu_backend, "_machine_busy", lambda: busy)
+    return backend()._matmul_plan(a, b)
+
+
+def test_matmul_plan_by_size_spin_and_load(monkeypatch):
+    """Medium products go to OpenBLAS's threads only while their spin is short and the cores are free; large
+    ones are split between zigtensor's threads; small ones run as they are."""
+    medium = np.ones((128, 784), np.float32), np.ones((784, 256), np.float32)  # 25.7M multiply-adds
+    large = np.ones((4096, 128), np.float32), np.ones((128, 384), np.float32)  # 201M
+    small = np.ones((64, 64), np.float32), np.ones((64, 64), np.float32)
+    assert _plan(monkeypatch, *medium) == "blas"
+    assert _plan(monkeypatch, *medium, short_spin=False) == "split"
+    assert _plan(monkeypatch, *medium, busy=True) == "split"
+    assert _plan(monkeypatch, *large) == "split"
+    assert _plan(monkeypatch, *small) == "one"
+    assert _plan(monkeypatch, medium[0], medium[1][:, 0]) == "one"  # a matrix-vector product is never "blas"
+    seen = []
+    backend().parallel(lambda i, j: seen.append(backend()._matmul_plan(*medium)), 2)
+    assert sorted(seen) == ["blas", "split"]  # the caller's chunk may; a pool thread's chunk never does
+
+
+def test_medium_matmul_on_blas_threads_matches_numpy_and_restores_one_thread(monkeypatch):
+    calls = []
+    real = blas_threads.set_blas_threads
+    monkeypatch.setattr(blas_threads, "set_blas_threads", lambda n: calls.append(n) or real(n))
+    rng = np.random.default_rng(7)
+    a, w = rng.standard_normal((128, 784)), rng.standard_normal((256, 784))
+    assert _plan(monkeypatch, a, w.T) == "blas"
+    np.testing.assert_allclose(backend().matmul(a, w.T), a @ w.T, rtol=1e-12, atol=1e-10)
+    assert calls == [2, 1]
+    assert backend().linear_forward(a, w, None) is None  # Linear then runs matmul (on BLAS's threads)
+
+
+def test_openblas_spin_is_shortened_only_before_numpy_loads():
+    """zigtensor sets OPENBLAS_THREAD_TIMEOUT when it is imported before NumPy (OpenBLAS reads it as it loads),
+    never after, and never over the user's value; the CLI sets the same value."""
+    from zigtensor_cli.app import OPENBLAS_SPIN
+
+    assert (blas_threads.SPIN_ENV, str(blas_threads.SHORT_SPIN)) == OPENBLAS_SPIN
+    env = {k: v for k, v in os.environ.items() if k != blas_threads.SPIN_ENV}
+    show = "import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    run = lambda code, **extra: subprocess.run([sys.executable, "-c", code], env={**env, **extra}, text=True,  # noqa: E731
+                                               capture_output=True, check=True).stdout.split()
+    assert run(f"import zigtensor; {show}") == [str(blas_threads.SHORT_SPIN)]
+    assert run(f"import numpy, zigtensor; {show}") == ["None"]
+    assert run(f"import zigtensor; {show}", OPENBLAS_THREAD_TIMEOUT="25") == ["25"]
+
+
 @pytest.mark.parametrize("approximate", ["tanh", "none"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gelu_kernels_match_torch(approximate, dtype):
@@ -137,6 +194,7 @@ def test_linear_backward_side_by_side_matches_torch(monkeypatch, threads, bias):
     PyTorch; the same Linear under create_graph takes the composed backward and agrees too."""
     monkeypatch.setenv("ZT_NUM_THREADS", threads)
     monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: False)  # split, not on OpenBLAS's threads
     rng = np.random.default_rng(5)
     a, w, g = rng.standard_normal((6, 170, 96)), rng.standard_normal((130, 96)), rng.standard_normal((6, 170, 130))
     b = rng.standard_normal(130) if bias else None

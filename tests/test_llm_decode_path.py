@@ -149,7 +149,7 @@ def _feed(tuner, tokens, seconds_of, steps):
 @pytest.fixture
 def unforced(monkeypatch):
     monkeypatch.delenv("ZT_DECODE_THREADS", raising=False)
-    monkeypatch.setattr(threads, "_busy", lambda: False)
+    monkeypatch.setattr(threads, "machine_busy", lambda: False)
 
 
 def test_decode_threads_times_each_candidate_then_keeps_the_fastest(unforced):
@@ -182,7 +182,7 @@ def test_decode_threads_follows_a_change_of_load(unforced):
 def test_decode_threads_leaves_large_steps_to_blas_and_honours_the_environment(unforced, monkeypatch):
     tuner = DecodeThreads((1, 2))
     assert tuner.choose(threads.SMALL_STEP_TOKENS + 1) is None
-    monkeypatch.setattr(threads, "_busy", lambda: True)
+    monkeypatch.setattr(threads, "machine_busy", lambda: True)
     assert tuner.choose(threads.SMALL_STEP_TOKENS + 1) == 1
     monkeypatch.setenv("ZT_DECODE_THREADS", "2")
     assert [tuner.choose(1) for _ in range(5)] == [2] * 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -26,6 +27,11 @@ app.command("quantize")(quantize.quantize)
 
 _state = {"debug": False}
 
+# NOTE: OpenBLAS reads how long its idle threads spin once, when NumPy loads it, which the commands do later,
+# lazily: the value of zigtensor.backends.blas_threads (SHORT_SPIN; a test keeps the two equal), set here so
+# that importing zigtensor (1-2 s) is not needed for --help.
+OPENBLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "21")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -45,6 +51,8 @@ def root(
 
 def main() -> None:
     """Entry point: a library error prints as one line (exit 1) unless --debug asks for the traceback."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(*OPENBLAS_SPIN)
     try:
         code = app(standalone_mode=False)  # NOTE: Click returns a typer.Exit's code here instead of raising
     except (typer.Exit, SystemExit) as e:

@@ -7,9 +7,14 @@
 tensor([2., 4., 6.], dtype=float32, device='cpu')
 """
 
+# ruff: noqa: E402  (OpenBLAS's spin is set before the imports below load NumPy)
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .backends import blas_threads as _blas_threads
+
+_blas_threads.shorten_spin()  # before NumPy loads OpenBLAS, which reads it then (blas_threads.py says why)
 
 from . import dtypes
 from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

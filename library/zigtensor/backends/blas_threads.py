@@ -1,19 +1,32 @@
 """The thread count of the OpenBLAS that NumPy loaded: found in the process's mapped libraries, read and set
-through its C API (openblas_get/set_num_threads, under the symbol names of NumPy's bundled build too).
+through its C API (openblas_get/set_num_threads, under the symbol names of NumPy's bundled build too), and how
+long its idle threads spin.
 
 Why CPUBackend sets it to one thread: after each matmul, OpenBLAS's worker threads spin, waiting for the next
-one, for a while, and take the cores that zigtensor's own threads (CPUBackend.parallel: GELU,
-LayerNorm, attention) then need: measured on 2 cores, a GELU right after a matmul took 2x the time it takes
-alone (median). With OpenBLAS on one thread, CPUBackend.matmul splits large products between its own threads instead,
-which block rather than spin when idle. None of this applies without an OpenBLAS (another BLAS, another OS):
-BLAS is then left as it is.
+one, for a while (2^28 TSC cycles by default, about 0.1 s), and take the cores that zigtensor's own threads
+(CPUBackend.parallel: GELU, LayerNorm, attention) then need: measured on 2 cores, a GELU right after a matmul
+took 2x the time it takes alone (median). With OpenBLAS on one thread, CPUBackend.matmul splits large products
+between its own threads instead, which block rather than spin when idle. None of this applies without an
+OpenBLAS (another BLAS, another OS): BLAS is then left as it is.
+
+Why medium products still run on OpenBLAS's threads (CPUBackend.matmul, between _SPLIT_MATMUL_MACS and
+_BLAS_THREADS_MACS): a blocked thread is slow to wake, most of all in a virtual machine, where an idle vCPU
+halts: a hand-off to zigtensor's pool costs 70-120 us on the 2-core VM, as much as half of a 128-row MLP
+layer's product, which OpenBLAS's spinning threads run in about half the time of one core. That is worth it
+only while their spin is short: `shorten_spin` (called by zigtensor's __init__ before NumPy loads OpenBLAS)
+sets OPENBLAS_THREAD_TIMEOUT, which OpenBLAS reads once, when it loads, to 2^SHORT_SPIN cycles (under 1 ms),
+unless the user set it; `spin_is_short` says whether it is in force.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import sys
 
+SPIN_ENV = "OPENBLAS_THREAD_TIMEOUT"  # log2 of the TSC cycles an idle OpenBLAS thread spins (4-30)
+SHORT_SPIN = 21  # 2^21 cycles: about 0.7 ms at 3 GHz, longer than the gaps between one training step's products
 _SUFFIXES = ("", "64_")
 _PREFIXES = ("scipy_openblas", "openblas")
 
@@ -56,3 +69,27 @@ def set_blas_threads(n: int) -> bool:
         return False
     api[1](n)
     return True
+
+
+def shorten_spin() -> None:
+    """Limit OpenBLAS's idle spin to 2^SHORT_SPIN cycles, when NumPy (and so OpenBLAS) is not loaded yet and the
+    user has not chosen: OpenBLAS reads the variable once, when it loads."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(SPIN_ENV, str(SHORT_SPIN))
+
+
+def spin_is_short() -> bool:
+    """Whether OpenBLAS's idle threads spin for at most 2^SHORT_SPIN cycles (OPENBLAS_THREAD_TIMEOUT set so)."""
+    value = os.environ.get(SPIN_ENV, "")
+    return value.strip().isdigit() and int(value) <= SHORT_SPIN
+
+
+def machine_busy() -> bool:
+    """Whether other processes keep the cores busy: the 1-minute load average, less this process (one core),
+    is within one core of the core count. OpenBLAS's threads wait for each other at the end of every product,
+    spinning, which goes very wrong on cores that others take."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return False
+    return load - 1.0 > (os.cpu_count() or 1) - 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import ml_dtypes
 import numpy as np
@@ -18,6 +19,7 @@ _ELEMENTWISE_GRAIN = 1 << 16
 _SPLIT_MATMUL_MACS = 1 << 21  # multiply-adds from which a matmul is split between the cores
 _SPLIT_MATVEC_MACS = 1 << 18  # the same for a matrix-vector product
 _SPLIT_MATMUL_GRAIN = 32  # rows (or columns) of a part, at least
+_BLAS_THREADS_MACS = 1 << 25  # below this, a matrix product runs on OpenBLAS's spinning threads (blas_threads.py)
 _ELEMENTWISE_BLOCK = 1 << 18  # elements of one piece of an elementwise kernel: 1 MiB of float32
 
 
@@ -47,14 +49,17 @@ class CPUBackend:
         # NOTE: NumPy has no BLAS for 16-bit floats; compute in float32 and round once, as PyTorch's CPU does.
         if a.dtype in _HALF:
             return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
-        if self._splits(a, b):
+        plan = self._matmul_plan(a, b)
+        if plan == "split":
             return self._split_matmul(a, b)
+        if plan == "blas":
+            return _on_blas_threads(np.matmul, a, b)
         return np.matmul(a, b)
 
     def linear_forward(self, x, weight, bias):
         """x @ weight.T + bias for x (N, in), the bias added by each core to its part of the product (ops.nn.Linear);
         None when the product is not split (the caller then runs matmul and adds the bias)."""
-        if not self._splits(x, weight.T) or (bias is not None and bias.dtype != x.dtype):
+        if self._matmul_plan(x, weight.T) != "split" or (bias is not None and bias.dtype != x.dtype):
             return None
         return self._split_matmul(x, weight.T, bias)
 
@@ -66,7 +71,8 @@ class CPUBackend:
         NOTE: one hand-off to the pool instead of three (dx, dw and db each split), and no core idles while
         another finishes the costlier of the two products (running them whole side by side did: dx and dw of
         one layer differ by up to 30% here)."""
-        if not (self._splits(g, weight) and g.dtype == x.dtype == weight.dtype and g.ndim == x.ndim == 2):
+        if not (self._matmul_plan(g, weight) == "split" and g.dtype == x.dtype == weight.dtype
+                and g.ndim == x.ndim == 2):
             return None
         N, out_f = g.shape
         dx = np.empty(x.shape, x.dtype)
@@ -88,15 +94,23 @@ class CPUBackend:
         self.parallel(task, parts)
         return dx, dw, db
 
-    def _splits(self, a, b) -> bool:
-        """Whether matmul splits a @ b between the cores: float matrices (or a matrix and a vector) large enough,
-        more than one core, and OpenBLAS on one thread (blas_threads.py)."""
+    def _matmul_plan(self, a, b) -> str:
+        """How matmul runs a @ b on more than one core, for float matrices (or a matrix and a vector) large
+        enough, with OpenBLAS on one thread (blas_threads.py): "split" between zigtensor's threads, or "blas" on
+        OpenBLAS's for a matrix product below _BLAS_THREADS_MACS (blas_threads.py says when and why); else
+        "one", a single call as it is."""
         if a.dtype != b.dtype or a.dtype not in _BLAS_FLOATS or max(a.ndim, b.ndim) != 2 or min(a.ndim, b.ndim) < 1:
-            return False
+            return "one"
         macs = a.size * b.size // max(a.shape[-1], 1)
+        matrices = a.ndim + b.ndim == 4
         # NOTE: a matrix-vector product is memory-bound: worth splitting from fewer multiply-adds
-        big = macs >= (_SPLIT_MATMUL_MACS if a.ndim + b.ndim == 4 else _SPLIT_MATVEC_MACS)
-        return big and _cpu_count() > 1 and blas_threads.blas_threads() == 1
+        if macs < (_SPLIT_MATMUL_MACS if matrices else _SPLIT_MATVEC_MACS) or _cpu_count() < 2 \
+                or blas_threads.blas_threads() != 1:
+            return "one"
+        if matrices and macs < _BLAS_THREADS_MACS and blas_threads.spin_is_short() \
+                and not threading.current_thread().name.startswith(POOL_PREFIX) and not _machine_busy():
+            return "blas"
+        return "split"
 
     def _split_matmul(self, a, b, bias=None):
         """a @ b (+ bias) with the rows of a (or the columns of b, when they are more) split between the cores,
@@ -253,6 +267,25 @@ class CPUBackend:
         self._rows(piece, len(x), x.shape[1])
         return dx.astype(logits.dtype, copy=False)
 
+    def dropout_forward(self, x, p: float):
+        """(x * mask / (1 - p), mask) for 0 < p < 1, mask[e] = (u_e >= p * 2^32) for 32-bit uniform integers u_e
+        of the generator's raw output (as exact as float32 uniforms, which carry 24 bits, at half their cost);
+        computed as PyTorch does, in x's dtype: x * mask, then times the scale."""
+        n = x.size
+        u = self.generator.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n].reshape(x.shape)
+        mask = u >= np.uint32(min(round(p * 2.0**32), 2**32 - 1))
+        return self._apply_mask(x, mask, p), mask
+
+    def dropout_backward(self, g, mask, p: float):
+        """g * mask / (1 - p), with dropout_forward's mask."""
+        return self._apply_mask(g, mask, p)
+
+    @staticmethod
+    def _apply_mask(x, mask, p: float):
+        out = np.multiply(x, mask, dtype=x.dtype)
+        out *= np.asarray(1.0 / (1.0 - p), x.dtype)
+        return out
+
     def _rows(self, piece, n: int, width: int):
         """piece(i, j) over rows [0, n) in pieces of about _ELEMENTWISE_BLOCK elements, split between cores."""
         rows = max(1, _ELEMENTWISE_BLOCK // max(width, 1))
@@ -381,6 +414,25 @@ def _keep_freed_memory() -> None:
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc (musl): nothing to tune
         pass
+
+
+def _on_blas_threads(fn, *args):
+    """fn(*args) with OpenBLAS on every core, then back on one."""
+    blas_threads.set_blas_threads(_cpu_count())
+    try:
+        return fn(*args)
+    finally:
+        blas_threads.set_blas_threads(1)
+
+
+_BUSY_CHECKED = [0.0, False]  # (when, busy): the load average is read at most once a second
+
+
+def _machine_busy() -> bool:
+    now = time.monotonic()
+    if now - _BUSY_CHECKED[0] > 1.0:
+        _BUSY_CHECKED[:] = [now, blas_threads.machine_busy()]
+    return _BUSY_CHECKED[1]
 
 
 def _own_blas_threads() -> None:

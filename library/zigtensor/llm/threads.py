@@ -29,6 +29,8 @@ import os
 import threading
 import time
 
+from ..backends.blas_threads import machine_busy
+
 SMALL_STEP_TOKENS = 32  # steps with at most this many tokens (rows x new tokens) count as decode-like
 
 
@@ -39,16 +41,6 @@ def _controller():
     except ImportError:
         return None
     return ThreadpoolController()
-
-
-def _busy() -> bool:
-    """Whether other processes keep the cores busy: the load average, less this process, is within one core of
-    the core count."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return False
-    return load - 1.0 > (os.cpu_count() or 1) - 1.0
 
 
 def _forced() -> tuple[bool, int | None]:
@@ -69,7 +61,7 @@ def step_threads(tokens: int) -> int | None:
     forced, n = _forced()
     if forced:
         return n
-    return 1 if tokens <= SMALL_STEP_TOKENS or _busy() else None
+    return 1 if tokens <= SMALL_STEP_TOKENS or machine_busy() else None
 
 
 def _blas_libraries() -> list:
@@ -143,7 +135,7 @@ class DecodeThreads:
         if forced:
             return n
         if tokens > SMALL_STEP_TOKENS:
-            return None if not _busy() else 1
+            return None if not machine_busy() else 1
         if len(self.candidates) == 1:
             return self.candidates[0]
         key = _size_class(tokens)
