@@ -115,6 +115,35 @@ def test_dropout_seeded():
 def test_dropout_keeps_dtype():
     assert F.dropout(zt.ones(8, dtype=zt.float16), 0.5).dtype is zt.float16
     assert F.dropout(zt.ones(8, dtype=zt.float64), 0.5).dtype is zt.float64
+    assert F.dropout(zt.ones(8, dtype=zt.bfloat16), 0.5).dtype is zt.bfloat16
+
+
+def test_dropout_rejects_integer_input_as_torch_does():
+    with pytest.raises(RuntimeError, match="dropout: expected a floating point input, got int64"):
+        F.dropout(zt.arange(4), 0.5)
+    assert F.dropout(zt.arange(4), 0.5, training=False).dtype is zt.int64  # identity when not training
+
+
+@pytest.mark.parametrize("p", [0.1, 0.9])
+def test_dropout_mask_rate_odd_size_and_strided_input(p):
+    """An odd element count (the CPU mask takes two 32-bit draws per 64-bit word) and a transposed view."""
+    zt.manual_seed(1)
+    x = zt.randn(301, 333).mT
+    y = F.dropout(x, p)
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - (1 - p)) < 0.01
+    np.testing.assert_allclose(y.numpy()[kept], x.numpy()[kept] / (1 - p), rtol=1e-6)
+
+
+def test_dropout_double_backward_applies_the_same_mask():
+    zt.manual_seed(2)
+    x = zt.randn(40, 30, requires_grad=True)
+    y = F.dropout(x, 0.4)
+    (gx,) = zt.autograd.grad((y * y).sum(), x, create_graph=True)
+    kept = (y.numpy() != 0)
+    np.testing.assert_allclose(gx.numpy(), 2 * x.numpy() * kept / 0.6**2, rtol=1e-5)
+    gx.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * kept / 0.6**2, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- linear

@@ -180,6 +180,18 @@ class CUDABackend:
         v = cuda_array.floor(cuda_array.multiply(u, float(span)))  # noqa: F821 (generated ufuncs)
         return cuda_array.add(v.astype(np.int64), int(low)).astype(np_dtype)  # noqa: F821
 
+    def dropout_forward(self, x, p: float):
+        """(x * mask / (1 - p), mask) in one kernel, mask drawn from the next Philox stream (kernels/random.cu)."""
+        from .cuda_kernels import random as _random
+
+        y, mask = _random.dropout(x._a, p, self._seed, self._next_offset())
+        return DeviceArray(y), DeviceArray(mask)
+
+    def dropout_backward(self, g, mask, p: float):
+        from .cuda_kernels import random as _random
+
+        return DeviceArray(_random.dropout_backward(g._a, mask._a, p))
+
     def permutation(self, n: int):
         # NOTE: a permutation needs a sort, which has no kernel of ours: drawn on the host from the same
         # (seed, offset) stream and uploaded (it is made once per epoch, not per step)

@@ -107,10 +107,30 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
+    if x.dtype.category != FLOAT:  # as PyTorch: an integer input is an error, not a silent cast
+        raise RuntimeError(f"dropout: expected a floating point input, got {x.dtype.name}")
     if p == 1.0:
         return x * 0.0
-    keep = Tensor._wrap(x.device.backend.rand(x.shape, float32.np) >= p, x.device)
-    return x * keep * (1.0 / (1.0 - p))
+    return Dropout.apply(x, p)
+
+
+class Dropout(Function):
+    """x * mask / (1 - p), mask[e] = (u_e >= p) for uniforms u from the device's generator, in one op: the
+    backend draws the mask and applies it (backend.dropout_forward), backward applies the same mask."""
+
+    def forward(self, x, p):
+        out, self.mask = self.device.backend.dropout_forward(x, p)
+        return out
+
+    def backward(self, g):
+        p = self.inputs[1]
+        if GradMode.enabled:  # create_graph: the composed form, recorded
+            return g * Tensor._wrap(self.mask, g.device) * (1.0 / (1.0 - p)), None
+        return Tensor._wrap(self.device.backend.dropout_backward(g.data, self.mask, p), g.device), None
+
+    def release(self) -> None:
+        super().release()
+        self.mask = None
 
 
 class Linear(Function):
