@@ -348,3 +348,49 @@ def test_engine_with_paged_kv_cache_matches_the_cpu(cuda_dev):
     for (g_ids, g_lp), (w_ids, w_lp) in zip(got, want):
         assert g_ids == w_ids
         assert abs(g_lp - w_lp) < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_trainer_runs_a_recipe_on_the_device_like_the_cpu_and_resumes(cuda_dev, kind, tmp_path, monkeypatch,
+                                                                       request):
+    """What `zt train RECIPE --device cuda` runs (the Trainer: data, model, AdamW, clipping, evaluation,
+    checkpoints, sampling) on the device: the same losses as on the CPU (dropout off: the two generators
+    differ), and a run resumed from its checkpoint ends where the uninterrupted one does."""
+    from tiny_recipes import IMAGE_RECIPE, TEXT_RECIPE, write_image_dataset, write_recipe
+
+    from zigtensor.train import Trainer, load_recipe
+    from zigtensor.train.metrics import read_metrics
+
+    monkeypatch.chdir(tmp_path)
+    if kind == "image":
+        template, data = IMAGE_RECIPE, write_image_dataset(tmp_path / "images", n_train=64, n_test=32)
+        model = ["model.hidden=[16]", "schedule.warmup_steps=1"]
+    else:
+        (tmp_path / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 8)
+        template, data, model = TEXT_RECIPE, tmp_path / "text.txt", ["model.n_embd=16", "sample.tokens=4"]
+    settings = ["model.dropout=0.0", "train.steps=4", "train.batch_size=4", "train.log_every=1",
+                "train.eval_every=2", "train.checkpoint_every=2", "eval.batches=1", *model]
+
+    def run(out, device, *extra):
+        recipe = write_recipe(tmp_path / f"{out}.toml", template, data, *settings, f'train.device="{device}"',
+                              *extra)
+        Trainer(load_recipe(recipe), tmp_path / out, progress=False, echo=lambda s: None).fit()
+        return [(r["step"], r["split"], r["loss"]) for r in read_metrics(tmp_path / out / "metrics.jsonl")]
+
+    on_cpu = run("cpu", "cpu")
+    on_device = run("dev", "cuda")
+    if request.node.callspec.params["cuda_dev"] == "emulator":  # the step ran on our kernels: GEMM, Adam
+        import emulated_cuda
+
+        assert {"gemm", "optim"} <= {name.split(".")[0] for name in emulated_cuda.LAUNCHES}, emulated_cuda.LAUNCHES
+    assert [r[:2] for r in on_device] == [r[:2] for r in on_cpu]
+    _close("losses", [r[2] for r in on_device], [r[2] for r in on_cpu], rtol=1e-4, atol=1e-5)
+    # back to the step-2 checkpoint: the metrics after it are dropped, steps 3-4 run again, to the same end
+    weights = {k: v.numpy().copy() for k, v in zt.load_file(tmp_path / "dev" / "model.safetensors").items()}
+    ckpt = tmp_path / "dev" / "checkpoints" / "step_000002.safetensors"
+    Trainer(load_recipe(tmp_path / "dev.toml"), tmp_path / "dev", resume=ckpt, progress=False,
+            echo=lambda s: None).fit()
+    resumed = [(r["step"], r["split"], r["loss"]) for r in read_metrics(tmp_path / "dev" / "metrics.jsonl")]
+    assert resumed == on_device
+    for k, v in zt.load_file(tmp_path / "dev" / "model.safetensors").items():
+        assert np.array_equal(v.numpy(), weights[k]), k

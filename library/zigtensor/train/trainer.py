@@ -45,10 +45,11 @@ from tqdm.auto import tqdm
 from .. import amp, optim
 from ..autograd.grad_mode import no_grad
 from ..creation import tensor
-from ..dtypes import as_dtype, int64
+from ..dtypes import as_dtype, float64, int64
 from ..io.atomic import atomic_write
 from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_, get_total_norm
+from ..ops.shape import stack
 from ..optim import lr_scheduler
 from ..random import manual_seed
 from . import recipe as R
@@ -352,11 +353,6 @@ class Trainer:
         with make_autocast(self.recipe):
             logits = self.model(self.data.inputs(x))
             loss = self._loss(logits, y)
-        # NOTE: the loss is computed before any scaling (in float32 under autocast), so a non-finite one is
-        # a divergence in every dtype; what the float16 scaler absorbs are overflowed gradients, below
-        loss_value = float(loss.item())
-        if not math.isfinite(loss_value):
-            raise self._diverged("loss", loss_value)
         self.optimizer.zero_grad()
         scaler = self.scaler
         (loss if scaler is None else scaler.scale(loss)).backward()
@@ -365,9 +361,21 @@ class Trainer:
             scaler.unscale_(self.optimizer)  # true gradients for clipping and the norm
         clip = self.recipe.train.grad_clip
         if clip > 0:
-            norm = float(clip_grad_norm_(self.params, clip).item())
+            norm_t = clip_grad_norm_(self.params, clip)
         else:
-            norm = float(get_total_norm([p.grad for p in self.params if p.grad is not None]).item())
+            norm_t = get_total_norm([p.grad for p in self.params if p.grad is not None])
+        # NOTE: one transfer from the device per step (loss, norm and, for classifiers, correct predictions),
+        # before the weights change: a GPU then waits for the host once, not three times
+        stats = [loss.detach().to(float64), norm_t.to(float64)]
+        if self.info.kind == "image":
+            stats.append((logits.detach().argmax(-1) == y.to(logits.device)).sum().to(float64))
+        values = stack(stats).numpy().tolist()
+        loss_value, norm = values[0], values[1]
+        correct = int(values[2]) if len(values) > 2 else 0
+        # NOTE: the loss is computed before any scaling (in float32 under autocast), so a non-finite one is
+        # a divergence in every dtype; what the float16 scaler absorbs are overflowed gradients
+        if not math.isfinite(loss_value):
+            raise self._diverged("loss", loss_value)
         if not math.isfinite(norm) and (scaler is None or scale < _MIN_LOSS_SCALE):
             raise self._diverged("gradient norm", norm)
         self.step_lr = self.scheduler.get_last_lr()[0]  # the rate of this step, which the log line shows
@@ -379,9 +387,6 @@ class Trainer:
             if scaler.get_scale() < scale:  # the scale backs off exactly when the step was skipped
                 norm = None
         self.scheduler.step()
-        correct = 0
-        if self.info.kind == "image":
-            correct = int((logits.detach().numpy().argmax(-1) == y.numpy()).sum())
         return loss_value, correct, norm
 
     # --------------------------------------------------------------------------------------- evaluation
