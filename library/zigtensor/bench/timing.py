@@ -43,3 +43,28 @@ def median_interleaved(fns: list, repeats: int, inner: int = 1, warmup: int = 3,
                 f()
             samples[i].append((time.perf_counter() - t0) / inner)
     return [statistics.median(s) for s in samples]
+
+
+def median_in_blocks(fns: list, repeats: int, blocks: int = 5, settle: float = 0.2) -> list[float]:
+    """Median seconds per call of each fn, each timed alone: `blocks` rounds in which every fn runs a block of
+    about repeats / blocks calls in a row, after `settle` idle seconds (and one untimed call), the order of the
+    fns alternating from round to round.
+
+    NOTE: between median_interleaved's turns (one library's idle threads spinning while the other runs) and
+    timing each library once, one after the other (the host's speed drifts by 20% over a minute on a shared
+    VM, and whichever ran in the slow minute looked slower), blocks spread over the whole run see the same
+    drift and never meet the other library's spinning threads."""
+    blocks = max(1, min(blocks, repeats))
+    per = -(-repeats // blocks)
+    samples = [[] for _ in fns]
+    for r in range(blocks):
+        order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))
+        for i in order:
+            if settle:
+                time.sleep(settle)
+            fns[i]()
+            for _ in range(per):
+                t0 = time.perf_counter()
+                fns[i]()
+                samples[i].append(time.perf_counter() - t0)
+    return [statistics.median(s) for s in samples]

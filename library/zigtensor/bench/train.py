@@ -9,7 +9,8 @@ weights. Both see the same synthetic batch (random images and labels, or random 
 set is not loaded, so the vocabulary is 96 for the char tokenizer, 256 for bytes) and run forward, loss,
 backward, gradient clipping (when the recipe's train.grad_clip > 0) and the recipe's optimizer (the forward
 under autocast when train.dtype is bfloat16 or float16, float16 with a loss scaler, as `zt train` runs it), in turns
-(median_interleaved) so drift hits both alike, and then each library alone (see bench_recipe).
+(median_interleaved) so drift hits both alike, and then each library alone, in alternating blocks of steps
+(median_in_blocks; see bench_recipe).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import zigtensor.nn.functional as F
 from ..train import recipe as R
 from ..train.models import DataInfo, build_model
 from ..train.trainer import make_autocast, make_grad_scaler
-from .timing import Result, median_interleaved
+from .timing import Result, median_in_blocks, median_interleaved
 
 CHAR_VOCAB = 96  # the char tokenizer's vocabulary in these benchmarks (Shakespeare's has about this many)
 RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"  # the shipped recipes of a source checkout
@@ -312,8 +313,8 @@ def bench_recipe(recipe: R.Recipe, batch_size: int | None = None, steps: int = 2
     times = median_interleaved(fns, steps)
     zt_s, ref_s = times[0], (times[1] if len(times) > 1 else None)
     # NOTE: in turns, each library's idle worker threads (OpenBLAS, OpenMP) still spin while the other
-    # runs, which slows both, PyTorch more; timed alone one after the other, they do not meet.
-    alone = [median_interleaved([f], steps)[0] for f in fns]
+    # runs, which slows both, PyTorch more; timed alone, in blocks with a pause between, they do not meet.
+    alone = median_in_blocks(fns, steps)
     n_params = sum(p.numel() for p in params)
     if info.kind == "text":
         per, unit = batch * info.block_size, "token"
