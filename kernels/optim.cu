@@ -95,7 +95,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) sgd_step(
     double lr, double momentum, double dampening, double weight_decay, int nesterov, int maximize, int first_step,
     double grad_scale) {
     const long long total = chunk_starts[n_tensors];
-    const st k_lr = (st)lr, k_mom = (st)momentum, k_damp = (st)1 - (st)dampening, k_wd = (st)weight_decay;
+    const st k_lr = (st)lr, k_mom = (st)momentum, k_damp = (st)(1.0 - dampening), k_wd = (st)weight_decay;
     const st k_scale = maximize ? -(st)grad_scale : (st)grad_scale;
     for (long long b = blockIdx.x; b < total; b += gridDim.x) {
         const int t = tensor_of(chunk_starts, n_tensors, b);
@@ -140,7 +140,8 @@ extern "C" __global__ void __launch_bounds__(512, 1) adam_step(
     int maximize, double grad_scale) {
     const long long total = chunk_starts[n_tensors];
     const st b1 = (st)beta1, b2 = (st)beta2, k_eps = (st)eps, k_wd = (st)weight_decay;
-    const st one_b1 = (st)1 - b1, one_b2 = (st)1 - b2;
+    // NOTE: 1 - beta in double, then rounded, as PyTorch passes the Python number (1 - 0.999f is 1.3e-5 off)
+    const st one_b1 = (st)(1.0 - beta1), one_b2 = (st)(1.0 - beta2);
     // NOTE: PyTorch's order of operations (lerp for m; p -= step_size * (m / (sqrt(v) / bc2_sqrt + eps))), so
     // the roundings are its roundings
     const st step_size = (st)(lr / bias_correction1), bc2 = (st)bias_correction2_sqrt;
@@ -171,16 +172,17 @@ extern "C" __global__ void __launch_bounds__(512, 1) adam_step(
                 st d = gv[j] * k_scale;
                 if (weight_decay != 0.0) {
                     if (adamw) pv[j] *= decay;
-                    else d += k_wd * pv[j];
+                    else d = zt_fma(pv[j], k_wd, d);  // grad.add(param, alpha=weight_decay): fmadd in PyTorch
                 }
-                mv[j] += one_b1 * (d - mv[j]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
-                vv[j] = vv[j] * b2 + one_b2 * d * d;
+                mv[j] = zt_fma(one_b1, d - mv[j], mv[j]);  // exp_avg.lerp_(grad, 1 - beta1): fmadd in PyTorch
+                // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2): every product rounded
+                vv[j] = zt_mul_rn(vv[j], b2) + zt_mul_rn(zt_mul_rn(one_b2, d), d);
                 st second = vv[j];
                 if (vmax != nullptr) {
                     xv[j] = zt_max(xv[j], vv[j]);
                     second = xv[j];
                 }
-                pv[j] -= step_size * (mv[j] / (zt_sqrt(second) / bc2 + k_eps));
+                pv[j] -= zt_mul_rn(step_size, mv[j] / (zt_sqrt(second) / bc2 + k_eps));  // addcdiv_
             }
             store4(m + i, vec, count, mv);
             store4(v + i, vec, count, vv);

@@ -98,6 +98,13 @@ __device__ __forceinline__ float zt_pow(float a, float b) { return powf(a, b); }
 __device__ __forceinline__ double zt_pow(double a, double b) { return pow(a, b); }
 __device__ __forceinline__ float zt_copysign(float a, float b) { return copysignf(a, b); }
 __device__ __forceinline__ double zt_copysign(double a, double b) { return copysign(a, b); }
+// a * b rounded on its own: nvcc would otherwise fuse it with a following add into one FMA (one rounding), where
+// PyTorch's CPU kernels round the product (kernels that match PyTorch's order of operations use it)
+__device__ __forceinline__ float zt_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double zt_mul_rn(double a, double b) { return __dmul_rn(a, b); }
+// a * b + c with one rounding, where PyTorch's vectorized CPU kernels use fmadd (lerp, add with alpha)
+__device__ __forceinline__ float zt_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double zt_fma(double a, double b, double c) { return fma(a, b, c); }
 // NaN-ignoring max (fmaxf / fmax): one NaN operand gives the other
 __device__ __forceinline__ float zt_max(float a, float b) { return fmaxf(a, b); }
 __device__ __forceinline__ double zt_max(double a, double b) { return fmax(a, b); }

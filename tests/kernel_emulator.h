@@ -401,4 +401,5 @@ inline float sinpif(float x) { return (float)sin((double)x * M_PI); }
 inline float cospif(float x) { return (float)cos((double)x * M_PI); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
 inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
