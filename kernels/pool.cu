@@ -7,8 +7,8 @@
 //          NaN of the window, as PyTorch's kernels do).
 // Average: window rows oh*sh - ph .. + kh - 1 clipped to the padded input [-ph, H + ph); pool_size = its
 //          area there; then clipped to the input for the sum. y = sum / divisor, divisor = divisor_override
-//          when > 0, else pool_size (count_include_pad) or the number of input elements summed. A window
-//          without input elements gives 0.
+//          when != 0 (negative allowed, as in PyTorch), else pool_size (count_include_pad) or the number of
+//          input elements summed. A window without input elements gives 0.
 // Backward (both): one thread per input element gathers from the outputs whose windows can cover it (no
 //          atomics, deterministic): outputs oh in [ceil((h + ph - (kh-1)*dh) / sh), floor((h + ph) / sh)]
 //          within [0, OH) (dh = 1 for average), likewise ow. Max adds dy where indices == h*W + w; average
@@ -44,7 +44,7 @@ struct PoolGeometry {
     int ph, pw;            // padding before (top, left); the padding after is implied by oh, ow
     int dh, dw;            // dilation (max); 1 for average
     int count_include_pad;  // average: divide by the window's area in the padded input (1) or its input count (0)
-    int divisor_override;   // average: > 0 replaces the divisor
+    int divisor_override;   // average: != 0 replaces the divisor (0: none)
 };
 
 // First output whose window (stride s, padding p, k taps dilation d) can reach input position x, and one past
@@ -66,7 +66,7 @@ __device__ __forceinline__ int avg_window(const PoolGeometry& g, int oy, int ox,
     x0 = max(x0, 0);
     y1 = min(y1, g.h);
     x1 = min(x1, g.w);
-    if (g.divisor_override > 0) return g.divisor_override;
+    if (g.divisor_override != 0) return g.divisor_override;
     return g.count_include_pad ? pool_size : (y1 - y0) * (x1 - x0);
 }
 

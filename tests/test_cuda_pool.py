@@ -1,6 +1,7 @@
 """kernels/pool.cu through its launcher (backends/cuda_kernels/pool.py) against PyTorch's max_pool2d and
 avg_pool2d (CPU, float64 on the same rounded inputs): values, argmax indices and gradients, with stride,
-padding, dilation, ceil_mode, count_include_pad, divisor_override, every dtype, 3-d and 4-d inputs."""
+padding, dilation, ceil_mode, count_include_pad, divisor_override (negative too), every dtype, 3-d and 4-d
+inputs. The ops on 'cuda' (F.max_pool2d etc. through backends/cuda.py) are tested in test_cuda_pool_ops.py."""
 
 from __future__ import annotations
 
@@ -48,9 +49,11 @@ def test_max_pool2d(device, case, monkeypatch):
 AVG_GEOMETRY = [((2, 3, 8, 8), 2, None, 0, False, True, None), ((1, 2, 9, 7), 3, 2, 1, True, True, None),
                 ((1, 2, 9, 7), 3, 2, 1, True, False, None),
                 ((2, 1, 10, 11), (3, 2), (2, 1), (1, 1), False, False, None),
-                ((3, 6, 6), 3, 1, 1, False, True, 4), ((1, 3, 11, 11), 4, 3, 2, True, False, None)]
+                ((3, 6, 6), 3, 1, 1, False, True, 4), ((1, 3, 11, 11), 4, 3, 2, True, False, None),
+                ((2, 2, 9, 9), 2, 3, 0, False, True, -3)]  # a negative divisor_override, as PyTorch allows
 AVG_CASES = [(g, dtype) for g in AVG_GEOMETRY for dtype in FLOAT_DTYPES]
-AVG_EMULATED = [(AVG_GEOMETRY[2], F32), (AVG_GEOMETRY[5], BF16), (AVG_GEOMETRY[4], F64), (AVG_GEOMETRY[3], F16)]
+AVG_EMULATED = [(AVG_GEOMETRY[2], F32), (AVG_GEOMETRY[5], BF16), (AVG_GEOMETRY[4], F64), (AVG_GEOMETRY[3], F16),
+                (AVG_GEOMETRY[6], F32)]
 
 
 @pytest.mark.parametrize("device,case", on_devices(AVG_CASES, AVG_EMULATED))
@@ -98,7 +101,7 @@ def test_bad_arguments_name_the_problem():
         pool.max_pool2d_forward(np.zeros((1, 1, 2, 2), np.float32), 3)
     with pytest.raises(ValueError, match="expected a 3-d"):
         pool.max_pool2d_forward(np.zeros((4, 4), np.float32), 2)
-    with pytest.raises(ValueError, match="divisor_override must be a positive int"):
+    with pytest.raises(ValueError, match="divisor_override must be a non-zero int"):
         pool.avg_pool2d_forward(x, 2, divisor_override=0)
     with pytest.raises(ValueError, match="must both have the output shape"):
         pool.max_pool2d_backward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 2, 2), np.int64), x.shape, 2)

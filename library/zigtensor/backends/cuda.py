@@ -237,6 +237,13 @@ class CUDABackend:
             self._conv = conv
             self.conv2d_forward = self._conv2d_forward
             self.conv2d_backward = self._conv2d_backward
+        pool = _launcher("pool")
+        if pool is not None:
+            self._pool = pool
+            self.max_pool2d_forward = self._max_pool2d_forward
+            self.max_pool2d_backward = self._max_pool2d_backward
+            self.avg_pool2d_forward = self._avg_pool2d_forward
+            self.avg_pool2d_backward = self._avg_pool2d_backward
 
     @staticmethod
     def _conv_padding(geom):
@@ -258,6 +265,44 @@ class CUDABackend:
         out = self._conv.conv2d_backward(g._a, x._a, w._a, geom.stride, self._conv_padding(geom), geom.dilation,
                                          groups, needs=needs)
         return tuple(None if t is None else DeviceArray(t) for t in out)
+
+    @staticmethod
+    def _pool_args(geom, ceil_mode: bool) -> dict:
+        """pool.cu's launcher arguments for ops.conv's pooling Geometry: its bottom/right pads follow from
+        the top/left ones and ceil_mode."""
+        (top, _), (left, _) = geom.pads
+        return dict(kernel_size=geom.kernel, stride=geom.stride, padding=(top, left), ceil_mode=ceil_mode)
+
+    @staticmethod
+    def _pool_takes(x) -> bool:
+        """pool.cu's cases: a float dtype and (H, W) planes whose positions fit its int arithmetic."""
+        dt = np.dtype(x.dtype)
+        return (dt.kind == "f" or dt in _HALF) and x.shape[-2] * x.shape[-1] < 2**31
+
+    def _max_pool2d_forward(self, x, geom, ceil_mode):
+        """(y, int64 indices: PyTorch's flat positions h * W + w in each plane) of pool.cu for ops.conv's
+        pooling, or None for a case it does not take."""
+        if not self._pool_takes(x):
+            return None
+        y, indices = self._pool.max_pool2d_forward(x._a, dilation=geom.dilation, **self._pool_args(geom, ceil_mode))
+        return DeviceArray(y), DeviceArray(indices)
+
+    def _max_pool2d_backward(self, g, indices, shape, geom, ceil_mode):
+        return DeviceArray(self._pool.max_pool2d_backward(g._a, indices._a, tuple(shape), dilation=geom.dilation,
+                                                          **self._pool_args(geom, ceil_mode)))
+
+    def _avg_pool2d_forward(self, x, geom, ceil_mode, count_include_pad, divisor_override):
+        """pool.cu's average pooling for ops.conv, or None for a case it does not take."""
+        if not self._pool_takes(x):
+            return None
+        return DeviceArray(self._pool.avg_pool2d_forward(x._a, count_include_pad=count_include_pad,
+                                                         divisor_override=divisor_override,
+                                                         **self._pool_args(geom, ceil_mode)))
+
+    def _avg_pool2d_backward(self, g, shape, geom, ceil_mode, count_include_pad, divisor_override):
+        return DeviceArray(self._pool.avg_pool2d_backward(g._a, tuple(shape), count_include_pad=count_include_pad,
+                                                          divisor_override=divisor_override,
+                                                          **self._pool_args(geom, ceil_mode)))
 
     @staticmethod
     def _cross_entropy(ce, logits, targets, ignore_index, smoothing):

@@ -14,6 +14,12 @@ so gradients of any order come for free. On top of them:
 
 Forward and backward run on backend arrays; with create_graph=True the backward is written with Tensor ops
 (Unfold, Fold, matmul) instead, so it is itself differentiable. 1-d ops run as 2-d ops over a height of 1.
+
+On CUDA, max and average pooling (1-d and 2-d, forward and backward) run on kernels/pool.cu instead
+(KernelMaxPool, KernelAvgPool), whose argmax indices are PyTorch's flat plane positions. NOTE: the
+composition stays for what those kernels do not take: integer dtypes, planes of 2^31 elements or more, and
+adaptive average pooling (its two small averaging matmuls already run on our GEMM kernels).
+
 Arguments and errors follow torch.nn.functional.
 """
 
@@ -29,6 +35,7 @@ from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
 from ..dtypes import FLOAT, bool_
 from .common import Tensor
+from .index import Gather
 
 # kernel, dilation, stride, out: (h, w) pairs; pads: ((top, bottom), (left, right)). The bottom/right pads may
 # exceed the user's padding, so that ceil_mode's last window fits.
@@ -421,6 +428,79 @@ class MaxPool(Function):
         self.idx = None
 
 
+class KernelMaxPool(Function):
+    """Max pooling on the backend's pooling kernels (CUDA: kernels/pool.cu). Their argmax indices are PyTorch's
+    flat positions h * W + w in each (H, W) plane (not MaxPool's window offsets), so they serve return_indices
+    as they are; the gradient goes there (MaxPoolScatter).
+
+    NOTE: the kernel runs before apply and its (y, indices) come in as `result`: a case the backend does not
+    take (None) can then still take MaxPool's composition, and return_indices needs no second pass.
+    """
+
+    def forward(self, a, geom, ceil_mode, result):
+        y, self.indices = result
+        return y
+
+    def backward(self, g):
+        x, geom, ceil_mode = self.inputs
+        indices = Tensor._wrap(self.indices, self.device)
+        return MaxPoolScatter.apply(g, indices, geom, ceil_mode, x.shape), None, None
+
+    def release(self) -> None:
+        super().release()
+        self.indices = None
+
+
+class MaxPoolScatter(Function):
+    """KernelMaxPool's gradient: g (N, C, oh, ow) summed into a (N, C, H, W) at the flat plane positions
+    `indices` (a kernel). Linear in g, its own gradient gathers from those positions, so higher orders work."""
+
+    def forward(self, g, indices, geom, ceil_mode, shape):
+        return self.device.backend.max_pool2d_backward(g, indices, shape, geom, ceil_mode)
+
+    def backward(self, gg):
+        _, indices, *_ = self.inputs
+        n, c = indices.shape[:2]
+        picked = Gather.apply(gg.reshape(n, c, -1), 2, indices.data.reshape(n, c, -1))
+        return picked.reshape(indices.shape), None, None, None, None
+
+
+def _kernel_avg_pool(x, geom, ceil_mode, include_pad, divisor_override):
+    """Average pooling of x (N, C, H, W) on the backend's pooling kernels (CUDA: kernels/pool.cu), or None
+    where the backend has none for this case (the CPU; integer dtypes)."""
+    fused = getattr(x.device.backend, "avg_pool2d_forward", None)
+    y = None if fused is None else fused(x.data, geom, ceil_mode, include_pad, divisor_override)
+    if y is None:
+        return None
+    return KernelAvgPool.apply(x, geom, ceil_mode, include_pad, divisor_override, result=y)
+
+
+class KernelAvgPool(Function):
+    """Average pooling on the backend's kernels; `result` is the kernel's output (see _kernel_avg_pool).
+
+    Forward and backward are adjoint linear maps (each window's sum over its divisor, and each input's share
+    of the windows covering it), so each one's gradient is the other: higher orders come for free.
+    """
+
+    def forward(self, a, geom, ceil_mode, include_pad, divisor_override, result):
+        return result
+
+    def backward(self, g):
+        x, *args = self.inputs
+        return AvgPoolSpread.apply(g, x.shape, *args), None, None, None, None
+
+
+class AvgPoolSpread(Function):
+    """KernelAvgPool's gradient: each output's g / divisor spread over its window (a kernel)."""
+
+    def forward(self, g, shape, geom, ceil_mode, include_pad, divisor_override):
+        return self.device.backend.avg_pool2d_backward(g, shape, geom, ceil_mode, include_pad, divisor_override)
+
+    def backward(self, gg):
+        _, _, *args = self.inputs
+        return _kernel_avg_pool(gg, *args), None, None, None, None, None
+
+
 # ------------------------------------------------------------------------------------------ argument checks
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
@@ -616,6 +696,14 @@ def _max_pool(op, nd, x, kernel_size, stride, padding, dilation, ceil_mode, retu
     unbatched = _check_input(op, x, nd)
     geom = _pool_geom(op, x, nd, kernel_size, stride, padding, dilation, ceil_mode)
     x2 = _to_2d(x, nd, unbatched)
+    fused = getattr(x.device.backend, "max_pool2d_forward", None)  # CUDA: pool.cu (None: not this case)
+    result = fused(x2.data, geom, ceil_mode) if fused is not None else None
+    if result is not None:
+        out = KernelMaxPool.apply(x2, geom, ceil_mode, result=result)
+        if not return_indices:
+            return _from_2d(out, nd, unbatched)
+        # a copy: the user may change the indices in place, which must not move the gradient
+        return _from_2d(out, nd, unbatched), _from_2d(Tensor._wrap(result[1].copy(), x.device), nd, unbatched)
     n, c, h, w = x2.shape
     kw, (oh, ow) = geom.kernel[1], geom.out
     lowest = _lowest(x.dtype)
@@ -664,6 +752,9 @@ def _avg_pool(op, nd, x, kernel_size, stride, padding, ceil_mode, count_include_
         raise RuntimeError(f"{op}: divisor_override must be a non-zero integer, got {divisor_override!r}")
     geom = _pool_geom(op, x, nd, kernel_size, stride, padding, 1, ceil_mode)
     x2 = _to_2d(x, nd, unbatched)
+    out = _kernel_avg_pool(x2, geom, ceil_mode, count_include_pad, divisor_override)
+    if out is not None:
+        return _from_2d(out, nd, unbatched)
     n, c, h, w = x2.shape
     (kh, kw), (oh, ow) = geom.kernel, geom.out
     total = Unfold.apply(x2, geom, 0).reshape(n, c, kh * kw, oh, ow).sum(2)

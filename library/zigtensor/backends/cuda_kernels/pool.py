@@ -57,8 +57,10 @@ def geometry(op: str, shape, kernel_size, stride, padding, dilation, ceil_mode: 
     if min(ph, pw) < 0 or ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"{op}: pad should be non-negative and at most half of kernel size, got padding "
                          f"{(ph, pw)} and kernel_size {(kh, kw)}")
-    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override <= 0):
-        raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
+    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer))
+                                         or isinstance(divisor_override, bool) or divisor_override == 0):
+        raise ValueError(f"{op}: divisor_override must be a non-zero int (negative allowed, as in PyTorch), got "
+                         f"{divisor_override!r}")
     h, w = int(shape[-2]), int(shape[-1])
     oh, ow = output_size(h, kh, sh, ph, dh, ceil_mode), output_size(w, kw, sw, pw, dw, ceil_mode)
     if oh < 1 or ow < 1:
