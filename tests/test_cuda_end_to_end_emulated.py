@@ -394,3 +394,28 @@ def test_trainer_runs_a_recipe_on_the_device_like_the_cpu_and_resumes(cuda_dev, 
     assert resumed == on_device
     for k, v in zt.load_file(tmp_path / "dev" / "model.safetensors").items():
         assert np.array_equal(v.numpy(), weights[k]), k
+
+
+def test_paged_attention_with_device_metadata_runs_the_kernel_and_matches_the_cpu(cuda_dev, request):
+    """The engine's attention step on the device: AttentionMetadata built with the device's array module sends
+    paged_attention to kernels/paged_attention.cu (one launch for a decode and a prefill chunk, grouped-query
+    heads, a sliding window, a bfloat16 cache in scattered blocks); the CPU path's result on the same inputs."""
+    import emulated_cuda
+    import ml_dtypes
+
+    from zigtensor.engine import AttentionMetadata, paged_attention
+
+    rng = np.random.default_rng(7)
+    block_size, context_lens, query_start_loc = 4, np.array([10, 7]), np.array([0, 1, 4])  # a decode, a chunk of 3
+    tables = np.array([[5, 0, 3], [2, 4, -1]])
+    k, v = (rng.normal(size=(6, block_size, 2, 16)).astype(ml_dtypes.bfloat16) for _ in range(2))
+    q = rng.normal(size=(4, 4, 16)).astype(np.float32)
+    cpu = AttentionMetadata.build(tables, context_lens, query_start_loc, block_size)
+    want = paged_attention(q, k, v, cpu, 0.25, sliding_window=6)
+    xp = cuda_dev.backend.xp
+    meta = AttentionMetadata.build(tables, context_lens, query_start_loc, block_size, xp)
+    got = paged_attention(xp.asarray(q), xp.asarray(k), xp.asarray(v), meta, 0.25, sliding_window=6)
+    assert got.dtype == np.float32
+    _close("paged attention", got.get(), want)
+    if request.node.callspec.params["cuda_dev"] == "emulator":  # launches are counted on the emulator only
+        assert emulated_cuda.LAUNCHES.get("paged_attention.paged_attention_fwd") == 1, emulated_cuda.LAUNCHES

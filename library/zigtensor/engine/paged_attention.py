@@ -5,14 +5,20 @@ K/V are already written into the paged cache, so the chunk of sequence i sits at
 context_lens[i] - query_len .. context_lens[i] - 1 and each query attends causally to every cached position up
 to its own: the full cached prefix, and the chunk up to itself.
 
-`AttentionMetadata.build` turns the step's block tables and lengths into gather indices and masks once; every
-layer then calls `paged_attention(q, k_cache, v_cache, metadata, scale)`. Written with the device's array
-module (`xp`: NumPy on CPU), in float32 whatever the cache dtype.
+`AttentionMetadata.build` turns the step's block tables and lengths into what the attention reads once; every
+layer then calls `paged_attention(q, k_cache, v_cache, metadata, scale)`. The math is float32 whatever the cache
+dtype, and the result float32.
 
-Decodes are batched: sequences whose contexts span the same number of blocks are gathered together, padded to
-whole blocks and masked. NOTE: grouping by block count keeps each sequence's arithmetic (the lengths summed
-over) the same whether it runs alone or in a batch, so the same request gives the same bits either way.
-Prefill chunks run one sequence at a time; their matrix products are large enough that the loop costs nothing.
+On CUDA (the metadata's `xp` is not NumPy) one launch of our kernel (kernels/paged_attention.cu, launcher
+backends/cuda_kernels/paged_attention.py) covers the whole step: it reads K/V through the block tables itself,
+so build only uploads the tables and each query token's sequence row and position (int32), shared by all
+layers. The rest of this docstring is the CPU path.
+
+On CPU, build makes gather indices and masks and the attention is NumPy's. Decodes are batched: sequences
+whose contexts span the same number of blocks are gathered together, padded to whole blocks and masked. NOTE:
+grouping by block count keeps each sequence's arithmetic (the lengths summed over) the same whether it runs
+alone or in a batch, so the same request gives the same bits either way. Prefill chunks run one sequence at a
+time; their matrix products are large enough that the loop costs nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ class _Prefill:
 
 
 @dataclass
+class _KernelArgs:
+    """The CUDA kernel's view of a step: device int32 arrays, and the largest block id for the cache check."""
+
+    block_tables: object  # [num_seqs, max_blocks]: the used columns of the step's block tables
+    token_seqs: object  # [num_tokens]: each query's row of block_tables
+    token_positions: object  # [num_tokens]: each query's position (keys 0 .. position are visible)
+    max_block_id: int
+
+
+@dataclass
 class AttentionMetadata:
     """Where one step's queries and keys are, prepared once and shared by all layers."""
 
@@ -48,6 +64,7 @@ class AttentionMetadata:
     decode_groups: list[_DecodeGroup]
     prefills: list[_Prefill]
     xp: object = np
+    kernel: _KernelArgs | None = None  # set on CUDA, where the kernel replaces the groups and chunks
 
     @classmethod
     def build(cls, block_tables, context_lens, query_start_loc, block_size: int, xp=np) -> AttentionMetadata:
@@ -56,6 +73,8 @@ class AttentionMetadata:
             context_lens: host ints [num_seqs], cached tokens of each sequence including this step's.
             query_start_loc: host ints [num_seqs + 1], where each sequence's queries start in q.
             block_size: tokens per cache block.
+            xp: the device's array module; anything but NumPy means CUDA, where the step's tables are uploaded
+                for kernels/paged_attention.cu (and the block ids checked) instead of gathers being planned.
         """
         block_tables = np.asarray(block_tables)
         context_lens = np.asarray(context_lens, dtype=np.int64)
@@ -72,6 +91,9 @@ class AttentionMetadata:
         if block_tables.ndim != 2 or block_tables.shape[0] != num_seqs or (blocks_of > block_tables.shape[1]).any():
             raise ValueError(f"paged_attention: block_tables {block_tables.shape} cannot cover context_lens "
                              f"{context_lens.tolist()} with block_size {block_size}")
+        if xp is not np:
+            return cls(int(query_start_loc[-1]), block_size, [], [], xp,
+                       _kernel_args(block_tables, context_lens, query_start_loc, blocks_of, xp))
         decodes = np.flatnonzero(query_lens == 1)
         groups = []
         for nb in np.unique(blocks_of[decodes]):
@@ -103,6 +125,45 @@ class AttentionMetadata:
         return chunk.masks[window]
 
 
+def _kernel_args(block_tables, context_lens, query_start_loc, blocks_of, xp) -> _KernelArgs:
+    """The per-step arrays of the CUDA kernel; the block ids it will follow checked here, on the host."""
+    width = int(blocks_of.max(initial=0))
+    used = block_tables[:, :width][np.arange(width)[None, :] < blocks_of[:, None]]
+    if used.size and (used.min() < 0 or used.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"paged_attention: block ids must be in [0, 2**31), got {used.min()} .. {used.max()}")
+    query_lens = np.diff(query_start_loc)
+    seqs = np.repeat(np.arange(len(query_lens)), query_lens)
+    # the chunk of sequence i holds positions context_lens[i] - query_len .. context_lens[i] - 1
+    positions = (context_lens - query_lens)[seqs] + np.arange(int(query_start_loc[-1])) - query_start_loc[seqs]
+    tables = np.ascontiguousarray(block_tables[:, :max(1, width)], dtype=np.int32)
+    return _KernelArgs(block_tables=xp.asarray(tables), token_seqs=xp.asarray(seqs.astype(np.int32)),
+                       token_positions=xp.asarray(positions.astype(np.int32)),
+                       max_block_id=int(used.max()) if used.size else -1)
+
+
+def _cuda_storage(x):
+    """The CuPy array the launchers take: the storage of the CUDA backend's DeviceArray, a CuPy array as is."""
+    from ..backends.cuda_array import DeviceArray
+
+    # NOTE: DeviceArray keeps its CuPy array in `_a` (backends/cuda.py unwraps it the same way for its launchers)
+    return x._a if isinstance(x, DeviceArray) else x
+
+
+def _paged_attention_cuda(q, k_cache, v_cache, metadata: AttentionMetadata, scale: float, sliding_window):
+    """One launch of kernels/paged_attention.cu for the step; the result on the device, as q is."""
+    from ..backends.cuda_array import DeviceArray
+    from ..backends.cuda_kernels.paged_attention import paged_attention_forward
+
+    args = metadata.kernel
+    if args.max_block_id >= k_cache.shape[0]:
+        raise ValueError(f"paged_attention: the block tables name block {args.max_block_id}, but the cache has "
+                         f"{k_cache.shape[0]} blocks")
+    out = paged_attention_forward(_cuda_storage(q), _cuda_storage(k_cache), _cuda_storage(v_cache),
+                                  _cuda_storage(args.block_tables), _cuda_storage(args.token_seqs),
+                                  _cuda_storage(args.token_positions), scale, sliding_window)
+    return DeviceArray(out) if isinstance(q, DeviceArray) else out
+
+
 def _softmax_last(xp, scores):
     scores -= scores.max(axis=-1, keepdims=True)
     xp.exp(scores, out=scores)
@@ -122,7 +183,7 @@ def paged_attention(q, k_cache, v_cache, metadata: AttentionMetadata, scale: flo
         scale: the factor on q k^T (usually 1 / sqrt(head_dim)).
         sliding_window: if given, a query at position p sees only keys p - sliding_window + 1 .. p (Mistral).
 
-    Returns [num_tokens, num_heads, head_dim] float32.
+    Returns [num_tokens, num_heads, head_dim] float32, on q's device (one kernel launch on CUDA).
     """
     xp = metadata.xp
     if q.ndim != 3 or q.shape[0] != metadata.num_tokens:
@@ -137,6 +198,8 @@ def paged_attention(q, k_cache, v_cache, metadata: AttentionMetadata, scale: flo
         raise ValueError(f"paged_attention: q head_dim {head_dim} != cache head_dim {k_cache.shape[3]}")
     if num_heads % kv_heads:
         raise ValueError(f"paged_attention: {num_heads} query heads are not a multiple of {kv_heads} kv heads")
+    if metadata.kernel is not None:
+        return _paged_attention_cuda(q, k_cache, v_cache, metadata, scale, sliding_window)
     group = num_heads // kv_heads
     q = q.astype(np.float32, copy=False)
     out = xp.empty((num_tokens, num_heads, head_dim), dtype=np.float32)
