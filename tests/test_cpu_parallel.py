@@ -187,25 +187,39 @@ def test_layer_norm_kernels_match_torch(affine):
         np.testing.assert_allclose(zb.grad.numpy(), tb.grad.numpy(), **tol)
 
 
-@pytest.mark.parametrize("threads", ["2", "5"])
+@pytest.mark.parametrize("plan, threads", [("split", "2"), ("split", "5"), ("blas", "2"), ("one", "1")])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_backward_side_by_side_matches_torch(monkeypatch, threads, bias):
-    """dx and dw of a large Linear computed side by side (backend.linear_backward), over a 3-d input, against
-    PyTorch; the same Linear under create_graph takes the composed backward and agrees too."""
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_linear_backward_on_arrays_matches_torch(monkeypatch, plan, threads, bias, input_grad):
+    """Linear's backward on arrays (backend.linear_backward) over a 3-d input, for each way the products run
+    (split side by side between the cores, on OpenBLAS's threads, one call each), with and without the input's
+    gradient, against PyTorch; the same Linear under create_graph takes the composed backward and agrees too."""
     monkeypatch.setenv("ZT_NUM_THREADS", threads)
     monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
-    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: False)  # split, not on OpenBLAS's threads
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: plan == "blas")
+    monkeypatch.setattr(cpu_backend, "_machine_busy", lambda: False)
     rng = np.random.default_rng(5)
     a, w, g = rng.standard_normal((6, 170, 96)), rng.standard_normal((130, 96)), rng.standard_normal((6, 170, 130))
     b = rng.standard_normal(130) if bias else None
-    assert backend().linear_backward(g.reshape(-1, 130), a.reshape(-1, 96), w, bias) is not None
+    assert backend()._matmul_plan(g.reshape(-1, 130).T, a.reshape(-1, 96)) == plan
+    dx, dw, db = backend().linear_backward(g.reshape(-1, 130), a.reshape(-1, 96), w, input_grad, bias)
+    assert (dx is None) != input_grad and (db is None) != bias
     t = [torch.tensor(p, requires_grad=True) for p in (a, w, b) if p is not None]
+    t[0].requires_grad_(input_grad)
     torch.nn.functional.linear(*t).backward(torch.tensor(g))
     for create_graph in (False, True):
         z = [zt.tensor(p, requires_grad=True) for p in (a, w, b) if p is not None]
+        z[0].requires_grad = input_grad
         F.linear(*z).backward(zt.tensor(g), create_graph=create_graph)
         for zp, tp in zip(z, t):
-            np.testing.assert_allclose(zp.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-10)
+            assert (zp.grad is None) == (tp.grad is None)
+            if tp.grad is not None:
+                np.testing.assert_allclose(zp.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-10)
+
+
+def test_linear_backward_leaves_16_bit_floats_to_tensor_ops():
+    g = np.ones((4, 3), np.float16)
+    assert backend().linear_backward(g, np.ones((4, 2), np.float16), np.ones((3, 2), np.float16), True, True) is None
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

@@ -148,13 +148,16 @@ class Linear(Function):
 
     def backward(self, g):
         x, weight, bias = self.inputs
-        if not GradMode.enabled and x.requires_grad and weight.requires_grad and (bias is None or bias.requires_grad):
-            # CPU: the two products side by side (backend.linear_backward); not when a graph is recorded
+        if not GradMode.enabled and weight.requires_grad and (bias is None or bias.requires_grad):
+            # CPU: the products on arrays, large ones side by side (backend.linear_backward); not when a graph
+            # is recorded
             fused = _fused(self, "linear_backward", g.data.reshape(-1, g.shape[-1]),
-                           x.data.reshape(-1, x.shape[-1]), weight.data, bias is not None)
+                           x.data.reshape(-1, x.shape[-1]), weight.data, x.requires_grad, bias is not None)
             if fused is not None:
                 gx, gw, gb = (None if a is None else Tensor._wrap(a, g.device) for a in fused)
-                return gx.reshape(x.shape), gw, gb
+                if gb is not None and gb.shape != bias.shape:  # a bias of shape () or (1,), broadcast
+                    gb = gb.sum().reshape(bias.shape)
+                return None if gx is None else gx.reshape(x.shape), gw, gb
         gx = g @ weight if x.requires_grad else None  # (..., out) @ (out, in)
         gw = None
         if weight.requires_grad:
