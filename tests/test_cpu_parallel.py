@@ -222,6 +222,20 @@ def test_linear_backward_leaves_16_bit_floats_to_tensor_ops():
     assert backend().linear_backward(g, np.ones((4, 2), np.float16), np.ones((3, 2), np.float16), True, True) is None
 
 
+def test_layer_norm_parameter_gradients_are_the_same_bits_every_run(monkeypatch):
+    """With more threads than two, the pieces' column sums still add in row order, not in the order the
+    threads finish."""
+    monkeypatch.setenv("ZT_NUM_THREADS", "5")
+    rng = np.random.default_rng(8)
+    x, g = rng.standard_normal((20000, 64)).astype(np.float32), rng.standard_normal((20000, 64)).astype(np.float32)
+    w, b = np.ones(64, np.float32), np.zeros(64, np.float32)
+    _, xhat, rstd = backend().layer_norm_forward(x, w, b, 1e-5)
+    runs = [backend().layer_norm_backward(g, x, w, xhat, rstd, True) for _ in range(6)]
+    for dx, dw, db in runs[1:]:
+        for got, want in zip((dx, dw, db), runs[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_cross_entropy_kernels_split_between_threads_match_torch(monkeypatch, smoothing, reduction):

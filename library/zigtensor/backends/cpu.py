@@ -233,20 +233,20 @@ class CPUBackend:
 
     def layer_norm_backward(self, g, x, weight, xhat, rstd, has_bias: bool):
         """(dx, dweight, dbias) of layer_norm_forward from its xhat and rstd (dweight None without a weight, dbias
-        None without a bias), rows split between the cores; each core sums its rows' parameter gradients, then
-        they add."""
+        None without a bias), rows split between the cores in pieces; each piece sums its rows' parameter
+        gradients, then those add in row order (whatever the number of threads)."""
         C = x.shape[-1]
         gf = _widen(g).reshape(-1, C)
         w = None if weight is None else _widen(weight)
         dx = np.empty(gf.shape, gf.dtype)
-        partial = {}
+        partial = {}  # first row of a piece -> its column sums, added in row order: the same bits every run
 
         def piece(i, j):
-            sums = partial.setdefault(threading.get_ident(), np.zeros((2, C), gf.dtype))
-            cpu_kernels.layer_norm_backward_rows(gf[i:j], xhat[i:j], w, rstd[i:j], dx[i:j], sums)
+            partial[i] = np.zeros((2, C), gf.dtype)
+            cpu_kernels.layer_norm_backward_rows(gf[i:j], xhat[i:j], w, rstd[i:j], dx[i:j], partial[i])
 
         self._rows(piece, len(gf), C)
-        sums = sum(partial.values(), np.zeros((2, C), gf.dtype))
+        sums = sum((partial[i] for i in sorted(partial)), np.zeros((2, C), gf.dtype))
         dw = None if weight is None else sums[0].astype(weight.dtype)
         db = sums[1].astype(x.dtype) if has_bias else None
         return dx.reshape(x.shape).astype(x.dtype, copy=False), dw, db
