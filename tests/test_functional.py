@@ -147,6 +147,44 @@ def test_dropout_double_backward_applies_the_same_mask():
 
 
 # --------------------------------------------------------------------------------------------- linear
+def _torch_layer_norm_linear(x, lw, lb, w, b=None):
+    return TF.linear(TF.layer_norm(x, x.shape[-1:], lw, lb), w, b)
+
+
+@pytest.mark.parametrize("dtype", [zt.float32, zt.float64])
+def test_layer_norm_linear_folds_the_affine_and_matches_torch(dtype):
+    """LayerNorm feeding a Linear as one op (the affine folded into the product), against the two torch ops,
+    values and every gradient: with and without either bias, 2-d and 3-d inputs, large enough to be split."""
+    fn = F.layer_norm_linear
+    helper_test_op([(2, 5, 8), (8,), (8,), (6, 8), (6,)], _torch_layer_norm_linear, fn, dtype=dtype)
+    helper_test_op([(7, 8), (8,), (8,), (6, 8)], _torch_layer_norm_linear, lambda *a: fn(*a, None), dtype=dtype)
+    helper_test_op([(7, 8), (8,), (6, 8), (6,)], lambda x, lw, w, b: _torch_layer_norm_linear(x, lw, None, w, b),
+                   lambda x, lw, w, b: fn(x, lw, None, w, b), dtype=dtype)
+    helper_test_op([(4, 600, 64), (64,), (64,), (96, 64), (96,)], _torch_layer_norm_linear, fn, dtype=dtype)
+
+
+def test_layer_norm_linear_is_one_op_on_cpu_and_two_where_it_cannot_fold(zt_device):
+    x, lw, lb, w, b = (zt.randn(*s, device=zt_device, requires_grad=True) for s in ((3, 8), (8,), (8,), (6, 8), (6,)))
+    expect = "LayerNormLinear" if zt_device.type == "cpu" else "Linear"
+    assert type(F.layer_norm_linear(x, lw, lb, w, b).grad_fn).__name__ == expect
+    with zt.amp.autocast(zt_device.type, dtype=zt.bfloat16):
+        assert type(F.layer_norm_linear(x, lw, lb, w, b).grad_fn).__name__ != "LayerNormLinear"
+
+
+def test_layer_norm_linear_gradients_of_gradients_match_torch():
+    """create_graph through the folded op takes the composed ops, so second derivatives agree with torch's."""
+    rng = np.random.default_rng(9)
+    arrays = [rng.standard_normal(s) for s in ((5, 8), (8,), (8,), (6, 8), (6,))]
+    z = [zt.tensor(a, requires_grad=True) for a in arrays]
+    t = [torch.tensor(a, requires_grad=True) for a in arrays]
+    (gz,) = zt.autograd.grad((F.layer_norm_linear(*z) ** 2).sum(), z[0], create_graph=True)
+    (gt,) = torch.autograd.grad((_torch_layer_norm_linear(*t) ** 2).sum(), t[0], create_graph=True)
+    (gz * gz).sum().backward()
+    (gt * gt).sum().backward()
+    for a, b in zip(z, t):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
 def test_linear():
     helper_test_op([(3, 4), (5, 4), (5,)], TF.linear, F.linear)
     helper_test_op([(3, 4), (5, 4)], TF.linear, F.linear)

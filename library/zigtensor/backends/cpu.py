@@ -231,6 +231,17 @@ class CPUBackend:
         self._rows(piece, len(xf), C)
         return out.reshape(x.shape).astype(x.dtype, copy=False), xhat, rstd
 
+    def layer_norm_normalize(self, x, eps: float):
+        """(xhat, rstd) of LayerNorm over the last axis of a float32/float64 x (N, C), without its affine part
+        (ops.nn.LayerNormLinear folds that into the following product), in the pieces of layer_norm_forward."""
+        xhat, rstd = np.empty(x.shape, x.dtype), np.empty((len(x), 1), x.dtype)
+
+        def piece(i, j):
+            cpu_kernels.layer_norm_rows(x[i:j], None, None, eps, xhat[i:j], xhat[i:j], rstd[i:j])
+
+        self._rows(piece, len(x), x.shape[-1])
+        return xhat, rstd
+
     def layer_norm_backward(self, g, x, weight, xhat, rstd, has_bias: bool):
         """(dx, dweight, dbias) of layer_norm_forward from its xhat and rstd (dweight None without a weight, dbias
         None without a bias), rows split between the cores in pieces; each piece sums its rows' parameter

@@ -88,7 +88,7 @@ def layer_norm_rows(x, weight, bias, eps: float, out, xhat, rstd) -> None:
     d *= var
     if weight is not None:
         np.multiply(d, weight, out=out)
-    else:
+    elif out is not d:
         out[...] = d
     if bias is not None:
         out += bias

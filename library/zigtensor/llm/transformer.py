@@ -98,11 +98,12 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(c.num_heads * c.head_dim, c.hidden_size, bias=c.out_bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor, step: _Step) -> Tensor:
+    def forward(self, x: Tensor, step: _Step, norm: nn.Module | None = None) -> Tensor:
+        """Attention over x, or over norm(x) when a norm is given (folded into c_attn where it can be)."""
         B, T, _ = x.shape
         nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
         g = nh // nkv  # query heads per key/value head
-        qkv = self.c_attn(x).reshape(B, T, nh + 2 * nkv, hd)  # (B, T, heads, hd): q heads, k heads, v heads
+        qkv = norm_linear(norm, self.c_attn, x).reshape(B, T, nh + 2 * nkv, hd)  # (B, T, heads, hd): q, k, v heads
         dropout = self.dropout if self.training else 0.0
         # the full causal forward (training) in one op: CausalAttention on the CPU, the backend's flash-attention
         # kernels on a GPU (no (T, T) scores either way)
@@ -190,8 +191,9 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
         self.dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.c_fc(x)
+    def forward(self, x: Tensor, norm: nn.Module | None = None) -> Tensor:
+        """The MLP of x, or of norm(x) when a norm is given (folded into c_fc where it can be)."""
+        h = norm_linear(norm, self.c_fc, x)
         if not self.gated:
             h = self.act(h)
         elif self.act is F.silu:
@@ -199,6 +201,17 @@ class MLP(nn.Module):
         else:
             h = self.act(h[..., :self.hidden]) * h[..., self.hidden:]
         return self.dropout(self.c_proj(h))
+
+
+def norm_linear(norm: nn.Module | None, linear: nn.Module, x: Tensor) -> Tensor:
+    """linear(norm(x)) (linear(x) without a norm): one op where a LayerNorm feeds a plain Linear
+    (ops.nn.LayerNormLinear, on the CPU), the two modules otherwise."""
+    if norm is None:
+        return linear(x)
+    if type(norm) is nn.LayerNorm and type(linear) is nn.Linear and norm.weight is not None \
+            and len(norm.normalized_shape) == 1:
+        return F.layer_norm_linear(x, norm.weight, norm.bias, linear.weight, linear.bias, norm.eps)
+    return linear(norm(x))
 
 
 def _norm(config: ModelConfig) -> nn.Module:
@@ -218,8 +231,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, step: _Step) -> Tensor:
-        x = x + self.attn(self.ln_1(x), step)
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.attn(x, step, norm=self.ln_1)
+        return x + self.mlp(x, norm=self.ln_2)
 
 
 class Transformer(nn.Module):
@@ -314,7 +327,7 @@ class Transformer(nn.Module):
             cache.advance(rows, T)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.transformer.ln_f(x))
+        return norm_linear(self.transformer.ln_f, self.lm_head, x)
 
     # ------------------------------------------------------------------------------------------ inference
     def _cached_forward_arrays(self, ops: ArrayOps, x: Tensor, step: _Step, last_only: bool) -> Tensor:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import math
 
-from ..amp.autocast_mode import autocast_inputs
+from ..amp.autocast_mode import autocast_inputs, is_autocast_enabled
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
-from ..dtypes import FLOAT, INT, bfloat16, bool_, float16, float32
+from ..dtypes import FLOAT, INT, bfloat16, bool_, float16, float32, float64
 from .common import Tensor, normalize_dim, to_float, unbroadcast
 from .elementwise import where
 from .reduce import _sum_by_matmul
@@ -274,6 +274,77 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
         out = out if weight is None else out * weight
         return out if bias is None else out + bias
     return LayerNorm.apply(x, weight, bias, axes, eps)
+
+
+class LayerNormLinear(Function):
+    """linear(layer_norm(x, ln_weight, ln_bias), weight, bias) over the last axis, with LayerNorm's affine part
+    folded into the product: y = xhat @ (weight * ln_weight)^T + (weight @ ln_bias + bias).
+
+    NOTE: the pre-norm transformer feeds every LayerNorm into a Linear. Folded, LayerNorm writes only xhat (not
+    xhat * w + b: two passes fewer), and backward gets d xhat straight from the product (g @ the folded
+    weight) and the LayerNorm parameters' gradients from the weight gradient's product G = g^T xhat, which the
+    Linear computes anyway: dweight = G * ln_weight + outer(sum g, ln_bias), d ln_weight = sum_k weight * G,
+    d ln_bias = (sum g) @ weight; three more passes over the activations saved. The CPU backend's kernels
+    (layer_norm_normalize, linear_forward/backward); `layer_norm_linear` says when it applies.
+    """
+
+    def forward(self, x, ln_weight, ln_bias, weight, bias, eps):
+        be, C = self.device.backend, x.shape[-1]
+        self.xhat, self.rstd = be.layer_norm_normalize(x.reshape(-1, C), eps)
+        self.w_eff = weight * ln_weight  # (out, in)
+        b_eff = None if ln_bias is None else weight @ ln_bias
+        if bias is not None:
+            b_eff = bias if b_eff is None else b_eff + bias
+        out = be.linear_forward(self.xhat, self.w_eff, b_eff)
+        if out is None:
+            out = be.matmul(self.xhat, self.w_eff.T)
+            if b_eff is not None:
+                out += b_eff
+        return out.reshape(x.shape[:-1] + weight.shape[:1])
+
+    def backward(self, g):
+        x, ln_weight, ln_bias, weight, bias, eps = self.inputs
+        if GradMode.enabled:  # create_graph: the composed ops, recorded
+            y = linear(layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps), weight, bias)
+            from ..autograd import grad
+
+            params = [t for t in (x, ln_weight, ln_bias, weight, bias) if t is not None and t.requires_grad]
+            got = iter(grad(y, params, g, create_graph=True))
+            return tuple(next(got) if t is not None and t.requires_grad else None
+                         for t in (x, ln_weight, ln_bias, weight, bias)) + (None,)
+        be = self.device.backend
+        g2 = g.data.reshape(-1, g.shape[-1])
+        dxhat, G, gsum = be.linear_backward(g2, self.xhat, self.w_eff, True, True)
+        dw = G * ln_weight.data
+        if ln_bias is not None:
+            dw += self.xp.outer(gsum, ln_bias.data)
+        d_ln_w = self.xp.einsum("ki,ki->i", weight.data, G)
+        d_ln_b = None if ln_bias is None else gsum @ weight.data
+        dx, _, _ = be.layer_norm_backward(dxhat, x.data, None, self.xhat, self.rstd, False)
+        wrap = lambda a: None if a is None else Tensor._wrap(a, g.device)  # noqa: E731
+        return (wrap(dx.reshape(x.shape)), wrap(d_ln_w), wrap(d_ln_b), wrap(dw),
+                wrap(gsum) if bias is not None else None, None)
+
+    def release(self) -> None:
+        super().release()
+        self.xhat = self.rstd = self.w_eff = None
+
+
+def layer_norm_linear(x: Tensor, ln_weight: Tensor, ln_bias: Tensor | None, weight: Tensor, bias: Tensor | None,
+                      eps: float = 1e-5) -> Tensor:
+    """linear(layer_norm(x, (C,), ln_weight, ln_bias, eps), weight, bias): one op (LayerNormLinear) where the
+    backend has its kernels (the CPU) and every tensor is float32 or float64 of one dtype, outside autocast;
+    else the two ops."""
+    be = x.device.backend
+    fused = (hasattr(be, "layer_norm_normalize") and hasattr(be, "linear_backward") and x.ndim >= 2
+             and x.dtype in (float32, float64) and not is_autocast_enabled(x.device.type) and weight.ndim == 2
+             and all(t is None or (t.dtype is x.dtype and t.device is x.device)
+                     for t in (ln_weight, ln_bias, weight, bias))
+             and ln_weight.shape == x.shape[-1:] and (ln_bias is None or ln_bias.shape == x.shape[-1:])
+             and weight.shape[1:] == x.shape[-1:] and (bias is None or bias.shape == weight.shape[:1]))
+    if not fused:
+        return linear(layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps), weight, bias)
+    return LayerNormLinear.apply(x, ln_weight, ln_bias, weight, bias, eps)
 
 
 def rms_norm(x: Tensor, normalized_shape, weight=None, eps: float | None = None) -> Tensor:
