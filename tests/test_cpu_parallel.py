@@ -217,6 +217,30 @@ def test_linear_backward_on_arrays_matches_torch(monkeypatch, plan, threads, bia
                 np.testing.assert_allclose(zp.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("plan, threads", [("split", "2"), ("split", "3"), ("blas", "2"), ("one", "1")])
+def test_layer_norm_linear_in_one_region_matches_torch(monkeypatch, plan, threads):
+    """LayerNorm folded into the Linear it feeds: normalize and multiply in one region, and d xhat with
+    LayerNorm's backward in the region of the weight gradient, for each way the products run."""
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: plan == "blas")
+    monkeypatch.setattr(cpu_backend, "_machine_busy", lambda: False)
+    rng = np.random.default_rng(10)
+    arrays = [rng.standard_normal(s) for s in ((4, 600, 64), (64,), (64,), (96, 64), (96,))]
+    g = rng.standard_normal((4, 600, 96))
+    assert backend()._matmul_plan(arrays[0].reshape(-1, 64), arrays[3].T) == plan
+    z = [zt.tensor(a, requires_grad=True) for a in arrays]
+    t = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = F.layer_norm_linear(*z)
+    assert type(y.grad_fn).__name__ == "LayerNormLinear"
+    y.backward(zt.tensor(g))
+    ty = torch.nn.functional.linear(torch.nn.functional.layer_norm(t[0], (64,), t[1], t[2]), t[3], t[4])
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-11)
+    for a, b in zip(z, t):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-11, atol=1e-10)
+
+
 def test_linear_backward_leaves_16_bit_floats_to_tensor_ops():
     g = np.ones((4, 3), np.float16)
     assert backend().linear_backward(g, np.ones((4, 2), np.float16), np.ones((3, 2), np.float16), True, True) is None

@@ -231,9 +231,71 @@ class CPUBackend:
         self._rows(piece, len(xf), C)
         return out.reshape(x.shape).astype(x.dtype, copy=False), xhat, rstd
 
-    def layer_norm_normalize(self, x, eps: float):
-        """(xhat, rstd) of LayerNorm over the last axis of a float32/float64 x (N, C), without its affine part
-        (ops.nn.LayerNormLinear folds that into the following product), in the pieces of layer_norm_forward."""
+    def layer_norm_linear_forward(self, x, eps: float, weight, bias):
+        """(y, xhat, rstd) of LayerNorm without its affine part over x (N, C) followed by y = xhat @ weight.T +
+        bias (ops.nn.LayerNormLinear), float32/float64: in one parallel region, each core normalizing its rows
+        (in cache-sized pieces) and multiplying them; when the product is not split by rows, the two in turn.
+
+        NOTE: one hand-off to the pool instead of two; on the 2-core VM each costs 150-300 us (the woken
+        worker starts late, and the caller waits to be woken at the end)."""
+        N, C = x.shape
+        if self._matmul_plan(x, weight.T) != "split" or weight.shape[0] > N:
+            xhat, rstd = self._normalize(x, eps)
+            y = self.linear_forward(xhat, weight, bias)
+            if y is None:
+                y = self.matmul(xhat, weight.T)
+                if bias is not None:
+                    y += bias
+            return y, xhat, rstd
+        xhat, rstd = np.empty(x.shape, x.dtype), np.empty((N, 1), x.dtype)
+        y = np.empty((N, weight.shape[0]), x.dtype)
+        piece = max(1, _ELEMENTWISE_BLOCK // C)
+
+        def part(i, j):
+            for a in range(i, j, piece):
+                b = min(a + piece, j)
+                cpu_kernels.layer_norm_rows(x[a:b], None, None, eps, xhat[a:b], xhat[a:b], rstd[a:b])
+            out = np.matmul(xhat[i:j], weight.T, out=y[i:j])
+            if bias is not None:
+                out += bias
+
+        self.parallel(part, N, grain=_SPLIT_MATMUL_GRAIN)
+        return y, xhat, rstd
+
+    def layer_norm_linear_backward(self, g, xhat, rstd, weight):
+        """(dx, G = g.T @ xhat, the column sums of g) of layer_norm_linear_forward for g (N, out): d xhat =
+        g @ weight and LayerNorm's backward on it, row by row, in the same region as G (each core a slice of
+        the rows and one of the output features, as linear_backward)."""
+        N, C = xhat.shape
+        if self._matmul_plan(g.T, xhat) != "split":
+            dxhat, G, gsum = self.linear_backward(g, xhat, weight, True, True)
+            dx, _, _ = self.layer_norm_backward(dxhat, xhat, None, xhat, rstd, False)
+            return dx, G, gsum
+        out_f = g.shape[1]
+        dx, G, gsum = np.empty(xhat.shape, xhat.dtype), np.empty(weight.shape, weight.dtype), np.empty(out_f, g.dtype)
+        parts = _cpu_count()
+        rows = [N * i // parts for i in range(parts + 1)]
+        outs = [out_f * i // parts for i in range(parts + 1)]
+        ones = np.ones(N, g.dtype)
+        piece = max(1, _ELEMENTWISE_BLOCK // C)
+
+        def task(i0, i1):
+            for i in range(i0, i1):
+                r0, r1, o0, o1 = rows[i], rows[i + 1], outs[i], outs[i + 1]
+                dxhat = np.matmul(g[r0:r1], weight)
+                for a in range(r0, r1, piece):
+                    b = min(a + piece, r1)
+                    cpu_kernels.layer_norm_backward_rows(dxhat[a - r0:b - r0], xhat[a:b], None, rstd[a:b], dx[a:b],
+                                                         None)
+                np.matmul(g[:, o0:o1].T, xhat, out=G[o0:o1])
+                np.matmul(ones, g[:, o0:o1], out=gsum[o0:o1])
+
+        self.parallel(task, parts)
+        return dx, G, gsum
+
+    def _normalize(self, x, eps: float):
+        """(xhat, rstd) of LayerNorm over the last axis of x (N, C), without its affine part, in the pieces of
+        layer_norm_forward."""
         xhat, rstd = np.empty(x.shape, x.dtype), np.empty((len(x), 1), x.dtype)
 
         def piece(i, j):

@@ -96,11 +96,13 @@ def layer_norm_rows(x, weight, bias, eps: float, out, xhat, rstd) -> None:
 
 def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums) -> None:
     """dx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g * weight, for rows (n, C) of forward's
-    xhat; adds the column sums of g * xhat and of g (the weight's and bias's gradients) into sums (2, C)."""
+    xhat; adds the column sums of g * xhat and of g (the weight's and bias's gradients) into sums (2, C) unless
+    sums is None (no affine part)."""
     inv_c = 1.0 / xhat.shape[-1]
     gxhat = g if weight is None else g * weight
-    sums[0] += np.einsum("ij,ij->j", g, xhat)
-    sums[1] += np.einsum("ij->j", g)
+    if sums is not None:
+        sums[0] += np.einsum("ij,ij->j", g, xhat)
+        sums[1] += np.einsum("ij->j", g)
     m1 = np.einsum("ij->i", gxhat)[:, None]
     m1 *= inv_c
     m2 = np.einsum("ij,ij->i", gxhat, xhat)[:, None]

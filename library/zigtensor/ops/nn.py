@@ -285,21 +285,16 @@ class LayerNormLinear(Function):
     weight) and the LayerNorm parameters' gradients from the weight gradient's product G = g^T xhat, which the
     Linear computes anyway: dweight = G * ln_weight + outer(sum g, ln_bias), d ln_weight = sum_k weight * G,
     d ln_bias = (sum g) @ weight; three more passes over the activations saved. The CPU backend's kernels
-    (layer_norm_normalize, linear_forward/backward); `layer_norm_linear` says when it applies.
+    (layer_norm_linear_forward/backward: each one parallel region); `layer_norm_linear` says when it applies.
     """
 
     def forward(self, x, ln_weight, ln_bias, weight, bias, eps):
-        be, C = self.device.backend, x.shape[-1]
-        self.xhat, self.rstd = be.layer_norm_normalize(x.reshape(-1, C), eps)
         self.w_eff = weight * ln_weight  # (out, in)
         b_eff = None if ln_bias is None else weight @ ln_bias
         if bias is not None:
             b_eff = bias if b_eff is None else b_eff + bias
-        out = be.linear_forward(self.xhat, self.w_eff, b_eff)
-        if out is None:
-            out = be.matmul(self.xhat, self.w_eff.T)
-            if b_eff is not None:
-                out += b_eff
+        out, self.xhat, self.rstd = self.device.backend.layer_norm_linear_forward(
+            x.reshape(-1, x.shape[-1]), eps, self.w_eff, b_eff)
         return out.reshape(x.shape[:-1] + weight.shape[:1])
 
     def backward(self, g):
@@ -312,15 +307,13 @@ class LayerNormLinear(Function):
             got = iter(grad(y, params, g, create_graph=True))
             return tuple(next(got) if t is not None and t.requires_grad else None
                          for t in (x, ln_weight, ln_bias, weight, bias)) + (None,)
-        be = self.device.backend
-        g2 = g.data.reshape(-1, g.shape[-1])
-        dxhat, G, gsum = be.linear_backward(g2, self.xhat, self.w_eff, True, True)
+        dx, G, gsum = self.device.backend.layer_norm_linear_backward(g.data.reshape(-1, g.shape[-1]), self.xhat,
+                                                                     self.rstd, self.w_eff)
         dw = G * ln_weight.data
         if ln_bias is not None:
             dw += self.xp.outer(gsum, ln_bias.data)
         d_ln_w = self.xp.einsum("ki,ki->i", weight.data, G)
         d_ln_b = None if ln_bias is None else gsum @ weight.data
-        dx, _, _ = be.layer_norm_backward(dxhat, x.data, None, self.xhat, self.rstd, False)
         wrap = lambda a: None if a is None else Tensor._wrap(a, g.device)  # noqa: E731
         return (wrap(dx.reshape(x.shape)), wrap(d_ln_w), wrap(d_ln_b), wrap(dw),
                 wrap(gsum) if bias is not None else None, None)
@@ -336,7 +329,7 @@ def layer_norm_linear(x: Tensor, ln_weight: Tensor, ln_bias: Tensor | None, weig
     backend has its kernels (the CPU) and every tensor is float32 or float64 of one dtype, outside autocast;
     else the two ops."""
     be = x.device.backend
-    fused = (hasattr(be, "layer_norm_normalize") and hasattr(be, "linear_backward") and x.ndim >= 2
+    fused = (hasattr(be, "layer_norm_linear_forward") and x.ndim >= 2
              and x.dtype in (float32, float64) and not is_autocast_enabled(x.device.type) and weight.ndim == 2
              and all(t is None or (t.dtype is x.dtype and t.device is x.device)
                      for t in (ln_weight, ln_bias, weight, bias))
