@@ -241,6 +241,18 @@ def test_layer_norm_linear_in_one_region_matches_torch(monkeypatch, plan, thread
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-11, atol=1e-10)
 
 
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_split_linear_adds_the_residual_per_part(monkeypatch, threads):
+    """The residual of LinearAdd added by each core to its rows (a tall product) or columns (a wide one)."""
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: False)
+    rng = np.random.default_rng(11)
+    for n, k, m in ((3000, 64, 96), (40, 300, 2000)):
+        x, w, b, r = (rng.standard_normal(s) for s in ((n, k), (m, k), (m,), (n, m)))
+        np.testing.assert_allclose(backend().linear_forward(x, w, b, r), x @ w.T + b + r, rtol=1e-12, atol=1e-10)
+
+
 def test_linear_backward_leaves_16_bit_floats_to_tensor_ops():
     g = np.ones((4, 3), np.float16)
     assert backend().linear_backward(g, np.ones((4, 2), np.float16), np.ones((3, 2), np.float16), True, True) is None

@@ -185,6 +185,19 @@ def test_layer_norm_linear_gradients_of_gradients_match_torch():
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [zt.float32, zt.float64])
+def test_linear_add_matches_torch(dtype):
+    """residual + linear(x, w, b) as one op (the residual added in the product), values and gradients, with
+    and without a bias; a residual that broadcasts takes the two ops."""
+    fn = F.linear_add
+    helper_test_op([(2, 5, 8), (6, 8), (6,), (2, 5, 6)], lambda x, w, b, r: r + TF.linear(x, w, b), fn, dtype=dtype)
+    helper_test_op([(7, 8), (6, 8), (7, 6)], lambda x, w, r: r + TF.linear(x, w), lambda x, w, r: fn(x, w, None, r),
+                   dtype=dtype)
+    helper_test_op([(4, 600, 64), (96, 64), (96,), (4, 600, 96)], lambda x, w, b, r: r + TF.linear(x, w, b), fn,
+                   dtype=dtype)
+    helper_test_op([(7, 8), (6, 8), (6,), (6,)], lambda x, w, b, r: r + TF.linear(x, w, b), fn, dtype=dtype)
+
+
 def test_linear():
     helper_test_op([(3, 4), (5, 4), (5,)], TF.linear, F.linear)
     helper_test_op([(3, 4), (5, 4)], TF.linear, F.linear)

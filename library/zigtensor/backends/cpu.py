@@ -56,12 +56,14 @@ class CPUBackend:
             return _on_blas_threads(np.matmul, a, b)
         return np.matmul(a, b)
 
-    def linear_forward(self, x, weight, bias):
-        """x @ weight.T + bias for x (N, in), the bias added by each core to its part of the product (ops.nn.Linear);
-        None when the product is not split (the caller then runs matmul and adds the bias)."""
-        if self._matmul_plan(x, weight.T) != "split" or (bias is not None and bias.dtype != x.dtype):
+    def linear_forward(self, x, weight, bias, residual=None):
+        """x @ weight.T + bias (+ residual, (N, out)) for x (N, in), the bias and the residual added by each core
+        to its part of the product (ops.nn.Linear, LinearAdd); None when the product is not split (the caller
+        then runs matmul and adds them)."""
+        if self._matmul_plan(x, weight.T) != "split" or any(
+                t is not None and t.dtype != x.dtype for t in (bias, residual)):
             return None
-        return self._split_matmul(x, weight.T, bias)
+        return self._split_matmul(x, weight.T, bias, residual)
 
     def linear_backward(self, g, x, weight, need_dx: bool, has_bias: bool):
         """(dx, dw, db) of x @ weight.T + bias for g (N, out) and x (N, in), on arrays: dx = g @ weight (None
@@ -123,9 +125,10 @@ class CPUBackend:
             return "blas"
         return "split"
 
-    def _split_matmul(self, a, b, bias=None):
-        """a @ b (+ bias) with the rows of a (or the columns of b, when they are more) split between the cores,
-        each part one single-threaded BLAS call (see blas_threads.py for why BLAS runs on one thread)."""
+    def _split_matmul(self, a, b, bias=None, residual=None):
+        """a @ b (+ bias, + residual of the product's shape) with the rows of a (or the columns of b, when they
+        are more) split between the cores, each part one single-threaded BLAS call (see blas_threads.py for why
+        BLAS runs on one thread) and its additions while it is in cache."""
         M = a.shape[0] if a.ndim == 2 else 1
         N = b.shape[1] if b.ndim == 2 else 1
         out = np.empty(a.shape[:-1] + b.shape[1:], a.dtype)
@@ -136,10 +139,14 @@ class CPUBackend:
                 o = np.matmul(a[i:j], b, out=out[i:j])
                 if bias is not None:
                     o += bias
+                if residual is not None:
+                    o += residual[i:j]
             else:
                 o = np.matmul(a, b[:, i:j], out=out[..., i:j])
                 if bias is not None:
                     o += bias[i:j]
+                if residual is not None:
+                    o += residual[..., i:j]
 
         self.parallel(part, M if rows else N, grain=_SPLIT_MATMUL_GRAIN)
         return out

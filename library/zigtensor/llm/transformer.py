@@ -98,8 +98,10 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(c.num_heads * c.head_dim, c.hidden_size, bias=c.out_bias)
         self.resid_dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor, step: _Step, norm: nn.Module | None = None) -> Tensor:
-        """Attention over x, or over norm(x) when a norm is given (folded into c_attn where it can be)."""
+    def forward(self, x: Tensor, step: _Step, norm: nn.Module | None = None,
+                residual: Tensor | None = None) -> Tensor:
+        """Attention over x, or over norm(x) when a norm is given (folded into c_attn where it can be); plus
+        the residual when one is given (added in c_proj's product where it can be)."""
         B, T, _ = x.shape
         nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
         g = nh // nkv  # query heads per key/value head
@@ -118,7 +120,7 @@ class Attention(nn.Module):
                 q, k, v = (t.transpose(1, 2) for t in (qkv[:, :, :nh], qkv[:, :, nh:nh + nkv], qkv[:, :, nh + nkv:]))
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale, enable_gqa=g > 1)
                 y = y.transpose(1, 2).reshape(B, T, nh * hd)
-            return self.resid_dropout(self.c_proj(y))
+            return project(self.c_proj, self.resid_dropout, y, residual)
         if step.cos is not None:
             qk = rotate(qkv[:, :, :nh + nkv], step.cos, step.sin)  # q and k rotated in one op
             q, k = qk[:, :, :nh], qk[:, :, nh:]
@@ -148,7 +150,7 @@ class Attention(nn.Module):
             y = y.transpose(1, 2).reshape(B, T, nh * hd)
         else:
             y = y.reshape(B, nkv, g, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, nh * hd)
-        return self.resid_dropout(self.c_proj(y))
+        return project(self.c_proj, self.resid_dropout, y, residual)
 
     def extra_repr(self) -> str:
         s = f"heads={self.n_head}, kv_heads={self.n_kv_head}, head_dim={self.head_dim}"
@@ -191,8 +193,9 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
         self.dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor, norm: nn.Module | None = None) -> Tensor:
-        """The MLP of x, or of norm(x) when a norm is given (folded into c_fc where it can be)."""
+    def forward(self, x: Tensor, norm: nn.Module | None = None, residual: Tensor | None = None) -> Tensor:
+        """The MLP of x, or of norm(x) when a norm is given (folded into c_fc where it can be); plus the residual
+        when one is given (added in c_proj's product where it can be)."""
         h = norm_linear(norm, self.c_fc, x)
         if not self.gated:
             h = self.act(h)
@@ -200,7 +203,7 @@ class MLP(nn.Module):
             h = SwiGLU.apply(h, self.hidden)
         else:
             h = self.act(h[..., :self.hidden]) * h[..., self.hidden:]
-        return self.dropout(self.c_proj(h))
+        return project(self.c_proj, self.dropout, h, residual)
 
 
 def norm_linear(norm: nn.Module | None, linear: nn.Module, x: Tensor) -> Tensor:
@@ -212,6 +215,16 @@ def norm_linear(norm: nn.Module | None, linear: nn.Module, x: Tensor) -> Tensor:
             and len(norm.normalized_shape) == 1:
         return F.layer_norm_linear(x, norm.weight, norm.bias, linear.weight, linear.bias, norm.eps)
     return linear(norm(x))
+
+
+def project(linear: nn.Module, dropout: nn.Dropout, h: Tensor, residual: Tensor | None) -> Tensor:
+    """dropout(linear(h)), plus the residual when one is given: added in the product (F.linear_add) where
+    dropout does nothing (p 0, or eval) and linear is a plain Linear."""
+    if residual is None:
+        return dropout(linear(h))
+    if type(linear) is nn.Linear and (dropout.p == 0 or not dropout.training):
+        return F.linear_add(h, linear.weight, linear.bias, residual)
+    return residual + dropout(linear(h))
 
 
 def _norm(config: ModelConfig) -> nn.Module:
@@ -231,8 +244,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, step: _Step) -> Tensor:
-        x = x + self.attn(x, step, norm=self.ln_1)
-        return x + self.mlp(x, norm=self.ln_2)
+        x = self.attn(x, step, norm=self.ln_1, residual=x)
+        return self.mlp(x, norm=self.ln_2, residual=x)
 
 
 class Transformer(nn.Module):

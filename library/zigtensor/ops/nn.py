@@ -147,7 +147,10 @@ class Linear(Function):
         return out.reshape(x.shape[:-1] + weight.shape[:1])
 
     def backward(self, g):
-        x, weight, bias = self.inputs
+        return self._grads(g, *self.inputs[:3])
+
+    def _grads(self, g, x, weight, bias):
+        """(dx, dweight, dbias) for the output's gradient g."""
         if not GradMode.enabled and weight.requires_grad and (bias is None or bias.requires_grad):
             # CPU: the products on arrays, large ones side by side (backend.linear_backward); not when a graph
             # is recorded
@@ -164,6 +167,36 @@ class Linear(Function):
             gw = g.reshape(-1, g.shape[-1]).mT @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in)
         gb = unbroadcast(g, bias.shape) if bias is not None and bias.requires_grad else None
         return gx, gw, gb
+
+
+class LinearAdd(Linear):
+    """residual + x @ weight^T + bias in one op (a pre-norm block's residual connections): each core adds the
+    residual to its rows of the product while they are in cache, instead of one more pass on one core."""
+
+    def forward(self, x, weight, bias, residual):
+        x2, r2 = x.reshape(-1, x.shape[-1]), residual.reshape(-1, weight.shape[0])
+        out = _fused(self, "linear_forward", x2, weight, bias, r2)
+        if out is None:
+            out = self.device.backend.matmul(x2, weight.T)
+            if bias is not None:
+                out += bias
+            out += r2
+        return out.reshape(x.shape[:-1] + weight.shape[:1])
+
+    def backward(self, g):
+        return *self._grads(g, *self.inputs[:3]), g
+
+
+def linear_add(x: Tensor, weight: Tensor, bias: Tensor | None, residual: Tensor) -> Tensor:
+    """residual + linear(x, weight, bias): one op (LinearAdd) when the residual has the product's shape and
+    dtype and linear would be one op; else the two."""
+    y_shape = x.shape[:-1] + weight.shape[:1]
+    if residual.shape == y_shape and residual.dtype is x.dtype and residual.device is x.device \
+            and x.dtype is weight.dtype and weight.ndim == 2 and x.shape[-1:] == weight.shape[-1:] \
+            and not is_autocast_enabled(x.device.type) and (bias is None or (bias.dtype is x.dtype
+                                                                          and bias.shape == weight.shape[:1])):
+        return LinearAdd.apply(x, weight, bias, residual)
+    return residual + linear(x, weight, bias)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
