@@ -1,4 +1,5 @@
-"""Shared fixtures: `fake_cuda` (a stand-in second device, see fake_device.py), and the device parametrization
+"""Shared fixtures: `fake_cuda` (a stand-in second device, see fake_device.py), `cuda_dev` (the emulated CUDA
+device, or the real one, see emulated_cuda.py), and the device parametrization
 of the op, layer and optimizer suites.
 
 Every test of the modules in DEVICE_MODULES runs twice, `[cpu]` and `[cuda]`, with zt.set_default_device set
@@ -9,6 +10,7 @@ semantics: numpy() sharing memory, the default device) run on the CPU only.
 """
 
 import pytest
+from emulated_cuda import cuda_dev  # noqa: F401  (re-exported: the emulated or real CUDA device of a scenario)
 from fake_device import fake_cuda  # noqa: F401  (re-exported as a fixture for every test module)
 
 import zigtensor as zt

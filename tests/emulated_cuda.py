@@ -24,6 +24,7 @@ fixture of your own, or tests/emulated_cuda_plugin.py to run the [cuda] cases of
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import pkgutil
@@ -442,13 +443,37 @@ def _launch_modules() -> list:
             for info in pkgutil.iter_modules(cuda_kernels.__path__)]
 
 
-@pytest.fixture
-def emulated_cuda(monkeypatch):
-    """The real CUDA backend on FakeCupy and the kernel emulator for one test; yields the device 'cuda:0'."""
-    install(monkeypatch)
-    LAUNCHES.clear()
+@contextlib.contextmanager
+def _cuda_device(monkeypatch, emulate: bool):
+    """'cuda:0', on the emulator (installed for this test, LAUNCHES cleared) or on the real GPU."""
+    if emulate:
+        install(monkeypatch)
+        LAUNCHES.clear()
     forget_cuda_devices()
     try:
         yield device_mod.device("cuda:0")
     finally:
         forget_cuda_devices()
+
+
+@pytest.fixture
+def emulated_cuda(monkeypatch):
+    """The real CUDA backend on FakeCupy and the kernel emulator for one test; yields the device 'cuda:0'."""
+    with _cuda_device(monkeypatch, emulate=True) as dev:
+        yield dev
+
+
+def _why_no_gpu() -> str:
+    from cuda_util import why_no_gpu
+
+    return why_no_gpu()
+
+
+@pytest.fixture(params=["emulator", pytest.param("gpu", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    bool(_why_no_gpu()), reason=_why_no_gpu() or "a GPU is here")])])
+def cuda_dev(request, monkeypatch):
+    """'cuda:0' on the emulated backend ([emulator]; LAUNCHES counts its kernels), or on the real GPU where
+    there is one ([gpu]): the same scenarios, so a GPU session can run them first. Import it into a test
+    module to use it."""
+    with _cuda_device(monkeypatch, emulate=request.param == "emulator") as dev:
+        yield dev

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_util import why_no_gpu
 
 import zigtensor as zt
 import zigtensor.nn.functional as F
@@ -18,23 +17,6 @@ from zigtensor import amp
 from zigtensor.autograd.grad_mode import no_grad
 
 RTOL, ATOL = 1e-4, 1e-5
-
-
-@pytest.fixture(params=["emulator", pytest.param("gpu", marks=[pytest.mark.cuda, pytest.mark.skipif(
-    bool(why_no_gpu()), reason=why_no_gpu() or "a GPU is here")])])
-def cuda_dev(request, monkeypatch):
-    """'cuda:0' on the emulated backend, or on the real GPU where there is one (the same scenarios, so a GPU
-    session can run them first)."""
-    import emulated_cuda
-
-    if request.param == "emulator":
-        emulated_cuda.install(monkeypatch)
-        emulated_cuda.LAUNCHES.clear()
-    emulated_cuda.forget_cuda_devices()
-    try:
-        yield zt.device("cuda:0")
-    finally:
-        emulated_cuda.forget_cuda_devices()
 
 
 def _close(name: str, got, want, rtol: float = RTOL, atol: float = ATOL) -> None:

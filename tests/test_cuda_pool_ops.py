@@ -14,7 +14,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-from cuda_util import tolerance, why_no_gpu
+from cuda_util import tolerance
 from oracle import torch
 
 import zigtensor as zt
@@ -24,22 +24,6 @@ TF = torch.nn.functional
 BF16 = np.dtype(ml_dtypes.bfloat16)
 ZT_DTYPES = {np.dtype(np.float32): zt.float32, np.dtype(np.float64): zt.float64,
              np.dtype(np.float16): zt.float16, BF16: zt.bfloat16}
-
-
-@pytest.fixture(params=["emulator", pytest.param("gpu", marks=[pytest.mark.cuda, pytest.mark.skipif(
-    bool(why_no_gpu()), reason=why_no_gpu() or "a GPU is here")])])
-def cuda_dev(request, monkeypatch):
-    """'cuda:0' on the emulated backend, or on the real GPU where there is one."""
-    import emulated_cuda
-
-    if request.param == "emulator":
-        emulated_cuda.install(monkeypatch)
-        emulated_cuda.LAUNCHES.clear()
-    emulated_cuda.forget_cuda_devices()
-    try:
-        yield zt.device("cuda:0")
-    finally:
-        emulated_cuda.forget_cuda_devices()
 
 
 def _launches(request) -> dict | None:

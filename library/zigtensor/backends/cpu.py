@@ -65,7 +65,7 @@ class CPUBackend:
             return None
         return self._split_matmul(x, weight.T, bias, residual)
 
-    def linear_backward(self, g, x, weight, need_dx: bool, has_bias: bool):
+    def linear_backward(self, g, x, weight, need_dx: bool, has_bias: bool, dx_epilogue=None):
         """(dx, dw, db) of x @ weight.T + bias for g (N, out) and x (N, in), on arrays: dx = g @ weight (None
         unless need_dx), dw = g.T @ x, db = the column sums of g (None without a bias); None for what this does
         not take (16-bit floats, mixed dtypes: the caller then runs Tensor ops).
@@ -76,7 +76,10 @@ class CPUBackend:
         NOTE: one hand-off to the pool instead of three (dx, dw and db each split), and no core idles while
         another finishes the costlier of the two products (running them whole side by side did: dx and dw of
         one layer differ by up to 30% here). Below that, arrays instead of three recorded Tensor ops (a matmul,
-        a transposed matmul, a sum and a reshape) save some 100 us of Python per layer."""
+        a transposed matmul, a sum and a reshape) save some 100 us of Python per layer.
+
+        dx_epilogue(start, stop, rows), when given, rewrites dx's rows [start, stop) in place as soon as they are
+        computed, on the thread that computed them (layer_norm_linear_backward: LayerNorm's backward)."""
         if not (g.dtype == x.dtype == weight.dtype and g.dtype in _BLAS_FLOATS and g.ndim == x.ndim == 2):
             return None
         plan = self._matmul_plan(g.T, x)
@@ -85,7 +88,10 @@ class CPUBackend:
                 return (np.matmul(g, weight) if need_dx else None, np.matmul(g.T, x),
                         np.matmul(np.ones(len(g), g.dtype), g) if has_bias else None)
 
-            return _on_blas_threads(products) if plan == "blas" else products()
+            dx, dw, db = _on_blas_threads(products) if plan == "blas" else products()
+            if dx_epilogue is not None and dx is not None:
+                dx_epilogue(0, len(dx), dx)
+            return dx, dw, db
         N, out_f = g.shape
         dx = np.empty(x.shape, x.dtype) if need_dx else None
         dw = np.empty(weight.shape, weight.dtype)
@@ -100,6 +106,8 @@ class CPUBackend:
                 r0, r1, o0, o1 = rows[i], rows[i + 1], outs[i], outs[i + 1]
                 if dx is not None:
                     np.matmul(g[r0:r1], weight, out=dx[r0:r1])  # dx rows [r0, r1)
+                    if dx_epilogue is not None:
+                        dx_epilogue(r0, r1, dx[r0:r1])
                 np.matmul(g[:, o0:o1].T, x, out=dw[o0:o1])  # dw rows [o0, o1): one output feature per row
                 if ones is not None:
                     np.matmul(ones, g[:, o0:o1], out=db[o0:o1])
@@ -271,34 +279,17 @@ class CPUBackend:
 
     def layer_norm_linear_backward(self, g, xhat, rstd, weight):
         """(dx, G = g.T @ xhat, the column sums of g) of layer_norm_linear_forward for g (N, out): d xhat =
-        g @ weight and LayerNorm's backward on it, row by row, in the same region as G (each core a slice of
-        the rows and one of the output features, as linear_backward)."""
-        N, C = xhat.shape
-        if self._matmul_plan(g.T, xhat) != "split":
-            dxhat, G, gsum = self.linear_backward(g, xhat, weight, True, True)
-            dx, _, _ = self.layer_norm_backward(dxhat, xhat, None, xhat, rstd, False)
-            return dx, G, gsum
-        out_f = g.shape[1]
-        dx, G, gsum = np.empty(xhat.shape, xhat.dtype), np.empty(weight.shape, weight.dtype), np.empty(out_f, g.dtype)
-        parts = _cpu_count()
-        rows = [N * i // parts for i in range(parts + 1)]
-        outs = [out_f * i // parts for i in range(parts + 1)]
-        ones = np.ones(N, g.dtype)
-        piece = max(1, _ELEMENTWISE_BLOCK // C)
+        g @ weight, LayerNorm's backward applied to its rows in place as each core computes them, in
+        linear_backward's region (each core a slice of the rows and one of the output features)."""
+        piece = max(1, _ELEMENTWISE_BLOCK // xhat.shape[1])
 
-        def task(i0, i1):
-            for i in range(i0, i1):
-                r0, r1, o0, o1 = rows[i], rows[i + 1], outs[i], outs[i + 1]
-                dxhat = np.matmul(g[r0:r1], weight)
-                for a in range(r0, r1, piece):
-                    b = min(a + piece, r1)
-                    cpu_kernels.layer_norm_backward_rows(dxhat[a - r0:b - r0], xhat[a:b], None, rstd[a:b], dx[a:b],
-                                                         None)
-                np.matmul(g[:, o0:o1].T, xhat, out=G[o0:o1])
-                np.matmul(ones, g[:, o0:o1], out=gsum[o0:o1])
+        def layer_norm_rows(r0, r1, d):
+            for a in range(r0, r1, piece):  # NOTE: layer_norm_backward_rows may write dx over its g
+                b = min(a + piece, r1)
+                cpu_kernels.layer_norm_backward_rows(d[a - r0:b - r0], xhat[a:b], None, rstd[a:b], d[a - r0:b - r0],
+                                                     None)
 
-        self.parallel(task, parts)
-        return dx, G, gsum
+        return self.linear_backward(g, xhat, weight, True, True, dx_epilogue=layer_norm_rows)
 
     def _normalize(self, x, eps: float):
         """(xhat, rstd) of LayerNorm over the last axis of x (N, C), without its affine part, in the pieces of
