@@ -78,8 +78,10 @@ def shorten_spin() -> None:
         os.environ.setdefault(SPIN_ENV, str(SHORT_SPIN))
 
 
+@functools.lru_cache(maxsize=1)
 def spin_is_short() -> bool:
-    """Whether OpenBLAS's idle threads spin for at most 2^SHORT_SPIN cycles (OPENBLAS_THREAD_TIMEOUT set so)."""
+    """Whether OpenBLAS's idle threads spin for at most 2^SHORT_SPIN cycles (OPENBLAS_THREAD_TIMEOUT set so).
+    Read once: OpenBLAS itself reads the variable only when it loads, and every matmul asks."""
     value = os.environ.get(SPIN_ENV, "")
     return value.strip().isdigit() and int(value) <= SHORT_SPIN
 

@@ -264,12 +264,12 @@ class CPUBackend:
             return y, xhat, rstd
         xhat, rstd = np.empty(x.shape, x.dtype), np.empty((N, 1), x.dtype)
         y = np.empty((N, weight.shape[0]), x.dtype)
-        piece = max(1, _ELEMENTWISE_BLOCK // C)
+
+        def normalize(a, b):
+            cpu_kernels.layer_norm_rows(x[a:b], None, None, eps, xhat[a:b], xhat[a:b], rstd[a:b])
 
         def part(i, j):
-            for a in range(i, j, piece):
-                b = min(a + piece, j)
-                cpu_kernels.layer_norm_rows(x[a:b], None, None, eps, xhat[a:b], xhat[a:b], rstd[a:b])
+            _in_pieces(normalize, i, j, C)
             out = np.matmul(xhat[i:j], weight.T, out=y[i:j])
             if bias is not None:
                 out += bias
@@ -281,13 +281,12 @@ class CPUBackend:
         """(dx, G = g.T @ xhat, the column sums of g) of layer_norm_linear_forward for g (N, out): d xhat =
         g @ weight, LayerNorm's backward applied to its rows in place as each core computes them, in
         linear_backward's region (each core a slice of the rows and one of the output features)."""
-        piece = max(1, _ELEMENTWISE_BLOCK // xhat.shape[1])
-
         def layer_norm_rows(r0, r1, d):
-            for a in range(r0, r1, piece):  # NOTE: layer_norm_backward_rows may write dx over its g
-                b = min(a + piece, r1)
-                cpu_kernels.layer_norm_backward_rows(d[a - r0:b - r0], xhat[a:b], None, rstd[a:b], d[a - r0:b - r0],
-                                                     None)
+            def piece(a, b):  # NOTE: layer_norm_backward_rows may write dx over its g
+                rows = d[a - r0:b - r0]
+                cpu_kernels.layer_norm_backward_rows(rows, xhat[a:b], None, rstd[a:b], rows, None)
+
+            _in_pieces(piece, r0, r1, xhat.shape[1])
 
         return self.linear_backward(g, xhat, weight, True, True, dx_epilogue=layer_norm_rows)
 
@@ -370,13 +369,8 @@ class CPUBackend:
 
     def _rows(self, piece, n: int, width: int):
         """piece(i, j) over rows [0, n) in pieces of about _ELEMENTWISE_BLOCK elements, split between cores."""
-        rows = max(1, _ELEMENTWISE_BLOCK // max(width, 1))
-
-        def chunk(start, stop):
-            for i in range(start, stop, rows):
-                piece(i, min(i + rows, stop))
-
-        self.parallel(chunk, n, grain=max(1, _ELEMENTWISE_GRAIN // max(width, 1)))
+        self.parallel(lambda start, stop: _in_pieces(piece, start, stop, width), n,
+                      grain=max(1, _ELEMENTWISE_GRAIN // max(width, 1)))
 
     def _elementwise(self, kernel, *arrays, outputs: int = 1):
         """kernel(*input pieces, *output pieces) over equal-shaped arrays, flattened and cut into one range per
@@ -437,6 +431,14 @@ class CPUBackend:
 
 
 _POOL = None
+
+
+def _in_pieces(piece, start: int, stop: int, width: int) -> None:
+    """piece(i, j) over rows [start, stop) of `width` elements, in pieces of about _ELEMENTWISE_BLOCK elements
+    (a core's cache)."""
+    rows = max(1, _ELEMENTWISE_BLOCK // max(width, 1))
+    for i in range(start, stop, rows):
+        piece(i, min(i + rows, stop))
 
 
 def _widen(a):

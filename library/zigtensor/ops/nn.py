@@ -137,13 +137,18 @@ class Linear(Function):
     """x @ weight^T + bias in one op: one GEMM over all leading dims with the bias added in place, and a
     backward that gives the weight's gradient in the weight's own (out, in) layout."""
 
-    def forward(self, x, weight, bias):
+    def forward(self, x, weight, bias, residual=None):
+        """x @ weight^T + bias, plus residual (of the output's shape) when given (LinearAdd)."""
         x2 = x.reshape(-1, x.shape[-1])
-        out = _fused(self, "linear_forward", x2, weight, bias)  # CPU: split between the cores, bias added per part
+        r2 = None if residual is None else residual.reshape(-1, weight.shape[0])
+        # CPU: split between the cores, the bias and the residual added per part
+        out = _fused(self, "linear_forward", x2, weight, bias, r2)
         if out is None:
             out = self.device.backend.matmul(x2, weight.T)  # (N, out)
             if bias is not None:
                 out += bias
+            if r2 is not None:
+                out += r2
         return out.reshape(x.shape[:-1] + weight.shape[:1])
 
     def backward(self, g):
@@ -171,17 +176,8 @@ class Linear(Function):
 
 class LinearAdd(Linear):
     """residual + x @ weight^T + bias in one op (a pre-norm block's residual connections): each core adds the
-    residual to its rows of the product while they are in cache, instead of one more pass on one core."""
-
-    def forward(self, x, weight, bias, residual):
-        x2, r2 = x.reshape(-1, x.shape[-1]), residual.reshape(-1, weight.shape[0])
-        out = _fused(self, "linear_forward", x2, weight, bias, r2)
-        if out is None:
-            out = self.device.backend.matmul(x2, weight.T)
-            if bias is not None:
-                out += bias
-            out += r2
-        return out.reshape(x.shape[:-1] + weight.shape[:1])
+    residual to its rows of the product while they are in cache, instead of one more pass on one core. Linear's
+    forward with the residual given; the residual's gradient is the output's."""
 
     def backward(self, g):
         return *self._grads(g, *self.inputs[:3]), g
