@@ -1,5 +1,6 @@
 """QuantLinear (CPU W4A16 / W8A16 on packed weights, GGUF blocks) against dequantize-then-matmul on random shapes:
-odd sizes, every group size, act-order, several parts, batch 1, 7 and a large batch (both CPU paths)."""
+odd sizes, every group size, act-order, several parts, batch 1, 7, 21 and a large batch (every CPU path: the
+compiled kernel for the layouts it supports, codes per group for the others, dequantized tiles for many rows)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from oracle import oracle
 import zigtensor as zt
 from zigtensor.io import gguf as gguf_io
 from zigtensor.quant import QuantFormatError, QuantizedWeight
-from zigtensor.quant.qlinear import GROUPED_MAX_ROWS, QuantLinear
+from zigtensor.quant.qlinear import GROUPED_MAX_ROWS, KERNEL_MAX_ROWS, QuantLinear
 
 
 def _weight(rng, out_f, in_f, bits, group_size, act_order=False, name="w"):
@@ -40,7 +41,7 @@ def test_random_shapes_against_dequantize_then_matmul(bits, group_size, act_orde
         bias = rng.standard_normal(2 * out_f).astype(np.float32)
         layer = QuantLinear.from_weights(weights, bias=bias)
         np.testing.assert_array_equal(layer.dequantize(), np.concatenate([w.dequantize() for w in weights]))
-        for batch in (1, 7, GROUPED_MAX_ROWS + 5):
+        for batch in (1, 7, GROUPED_MAX_ROWS + 5, KERNEL_MAX_ROWS + 3):
             x = rng.standard_normal((batch, in_f)).astype(np.float32)
             y = layer(zt.tensor(x)).numpy()
             want = _reference(weights, x, bias)

@@ -1,0 +1,198 @@
+"""The CPU kernel of QuantLinear's int parts for few input rows: y = x @ W.T with W read as 4- or 8-bit codes,
+compiled by numba. Weights stay packed in memory; each block of ROW_BLOCK output rows is dequantized into a
+buffer that stays in the L1 cache and multiplied with every input row there, so a batch-8 decode step reads each
+code once and spends most of its time in fused multiply-adds rather than in memory traffic.
+
+>>> xk = kernel_input(xp, part_order)            # the input's columns in the order the buffer holds weights
+>>> matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks)
+
+Layout (qlinear.py's int parts): codes (rows, in_pad / 2) 4-bit, planar within each group (byte j of a group: its
+column j in the low nibble, column j + half in the high one), or (rows, in_pad) 8-bit; per (row, group) scales
+(float16 held as uint16 bits, or float32) and zero points (W = (code - zero) * scale) or float16 mins (GGUF Q4_1:
+W = code * scale + min).
+
+Why the buffer is in "byte-plane" order (the low nibbles of a row's bytes, then the high nibbles) and the input
+is gathered once per call to match: each half of a byte then lands at an address affine in the byte index, so
+the dequantization is one straight loop that LLVM vectorizes (8 lanes); a group's scale changes every 16 bytes
+at most (groups are whole multiples of 32 columns for 4-bit, of 16 for 8-bit), so a 32-byte span holds two
+groups at most and blends their scale and offset arithmetically (STEP) instead of branching, which would stop
+the vectorizer. Loop indices are unsigned: numba's wraparound test for negative signed indices also stops it.
+Measured on the 2-core EPYC VM (one thread): 8.5-9.5 G weights/s dequantized, 35 G multiply-adds/s in the
+4 x 2 register-blocked product.
+
+What does not fit (other group lengths, GGUF's raw K-quant blocks, many input rows) stays on qlinear.py's
+NumPy paths. Threads: numba's pool (prange), not CPUBackend.parallel's: with numba's OpenMP layer (the default
+where libgomp is found) a region starts in about 10 us where the backend's pool takes about 100 us on the 2-core
+VM, so every layer of a decode step can be split (measured: a 576 x 576 Q4_1 product 90 us on one thread, 56 us
+on two; workqueue, numba's fallback layer, took 272 us).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types, uint64
+from numba.extending import overload
+
+# float16 bits -> float32, every one of the 65536 patterns (numba has no float16 on the CPU)
+_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+# 0 for the first 16 bytes of a 32-byte span, 1 for the second: scale = scale_a + (scale_b - scale_a) * STEP
+_STEP = np.repeat(np.array([0.0, 1.0], np.float32), 16)
+# output rows dequantized together: 4 rows x up to 1536 inputs of float32 is 24 KiB, inside a 32 KiB L1
+ROW_BLOCK = 4
+_JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
+
+
+def supports(bits: int, group_len: int) -> bool:
+    """Whether an int part's layout runs here: whole 32-column groups (4-bit) or 16-column ones (8-bit)."""
+    return (bits == 4 and group_len % 32 == 0) or (bits == 8 and group_len % 16 == 0)
+
+
+def input_order(bits: int, in_pad: int, group_len: int) -> np.ndarray | None:
+    """The stored columns in the buffer's order (None for 8-bit: the stored order itself)."""
+    if bits == 8:
+        return None
+    half = group_len // 2
+    b = np.arange(in_pad // 2)
+    lo = (b // half) * group_len + b % half
+    return np.concatenate([lo, lo + half])
+
+
+def _as_float(v):
+    """A scale or min as float32: uint16 values are float16 bits, float32 ones are themselves (numba-only)."""
+    raise NotImplementedError
+
+
+@overload(_as_float)
+def _as_float_impl(v):
+    if isinstance(v, types.Integer) and v.bitwidth == 16:
+        return lambda v: _HALF_TO_FLOAT[v]
+    return lambda v: np.float32(v)
+
+
+@njit(**_JIT)
+def _group_affine(sc_r, zp_r, has_mins, s_out, o_out):
+    """Per group of one row: W = code * s + o (o = -zero * s, or the min)."""
+    for g in range(s_out.shape[0]):
+        s = _as_float(sc_r[g])
+        s_out[g] = s
+        o_out[g] = _as_float(zp_r[g]) if has_mins else -s * np.float32(zp_r[g])
+
+
+@njit(**_JIT)
+def _dequant4(codes_r, s_g, o_g, half, w):
+    """One row of 4-bit codes -> w (in_pad,) float32, low nibbles then high ones (byte-plane order)."""
+    nb = uint64(codes_r.shape[0])
+    uh = uint64(half)
+    end = nb - nb % uint64(32)
+    for s0 in range(uint64(0), end, uint64(32)):
+        ga, gb = s0 // uh, (s0 + uint64(16)) // uh
+        sa, oa = s_g[ga], o_g[ga]
+        ds, do = s_g[gb] - sa, o_g[gb] - oa
+        for j in range(32):
+            k = s0 + uint64(j)
+            v = np.float32(codes_r[k])
+            hi = np.floor(v * np.float32(0.0625))
+            lo = v - np.float32(16.0) * hi
+            s = sa + ds * _STEP[j]
+            o = oa + do * _STEP[j]
+            w[k] = lo * s + o
+            w[nb + k] = hi * s + o
+    if end < nb:   # a last 16 bytes: one group
+        g = end // uh
+        s, o = s_g[g], o_g[g]
+        for k in range(end, nb):
+            v = np.float32(codes_r[k])
+            hi = np.floor(v * np.float32(0.0625))
+            w[k] = (v - np.float32(16.0) * hi) * s + o
+            w[nb + k] = hi * s + o
+
+
+@njit(**_JIT)
+def _dequant8(codes_r, s_g, o_g, group_len, w):
+    """One row of 8-bit codes -> w (in_pad,) float32 in the stored order."""
+    n = uint64(codes_r.shape[0])
+    ug = uint64(group_len)
+    end = n - n % uint64(32)
+    for s0 in range(uint64(0), end, uint64(32)):
+        ga, gb = s0 // ug, (s0 + uint64(16)) // ug
+        sa, oa = s_g[ga], o_g[ga]
+        ds, do = s_g[gb] - sa, o_g[gb] - oa
+        for j in range(32):
+            k = s0 + uint64(j)
+            w[k] = np.float32(codes_r[k]) * (sa + ds * _STEP[j]) + (oa + do * _STEP[j])
+    if end < n:
+        g = end // ug
+        s, o = s_g[g], o_g[g]
+        for k in range(end, n):
+            w[k] = np.float32(codes_r[k]) * s + o
+
+
+@njit(**_JIT)
+def _dot_block(w, x, out, r0, nrows):
+    """out[m, r0 + i] = w[i] . x[m] for the nrows (<= 4) rows of w, every row m of x: 4 weight rows x 2 input
+    rows per pass (eight accumulators, each weight and input load used twice or four times).
+
+    NOTE: an odd last input row is paired with itself rather than given a one-row loop: LLVM interleaves that
+    loop's sums differently, and a row would then round differently alone than batched."""
+    M, K = x.shape
+    w0, w1, w2, w3 = w[0], w[1 % nrows], w[2 % nrows], w[3 % nrows]   # a short block repeats its rows
+    for m in range(0, M, 2):
+        x0, x1 = x[m], x[min(m + 1, M - 1)]
+        a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = np.float32(0.0)
+        for k in range(K):
+            p, q = x0[k], x1[k]
+            a00 += w0[k] * p
+            a01 += w0[k] * q
+            a10 += w1[k] * p
+            a11 += w1[k] * q
+            a20 += w2[k] * p
+            a21 += w2[k] * q
+            a30 += w3[k] * p
+            a31 += w3[k] * q
+        acc = ((a00, a01), (a10, a11), (a20, a21), (a30, a31))
+        for i in range(nrows):
+            out[m, r0 + i] = acc[i][0]
+            if m + 1 < M:
+                out[m + 1, r0 + i] = acc[i][1]
+
+
+@njit(**_JIT)
+def _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop):
+    """out[:, start:stop] of matmul, on this thread."""
+    in_pad = xk.shape[1]
+    n_groups = scales.shape[1]
+    w = np.empty((ROW_BLOCK, in_pad), np.float32)
+    s_g = np.empty(n_groups, np.float32)
+    o_g = np.empty(n_groups, np.float32)
+    for r0 in range(start, stop, ROW_BLOCK):
+        n = min(ROW_BLOCK, stop - r0)
+        for i in range(n):
+            r = r0 + i
+            _group_affine(scales[r], offsets[r], has_mins, s_g, o_g)
+            if bits == 4:
+                _dequant4(codes[r], s_g, o_g, group_len // 2, w[i])
+            else:
+                _dequant8(codes[r], s_g, o_g, group_len, w[i])
+        _dot_block(w, xk, out, r0, n)
+
+
+@njit(parallel=True, **_JIT)
+def matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks):
+    """out (M, rows) = xk @ W.T, W the int part's rows dequantized (see the module docstring), its rows cut into
+    `chunks` runs of whole row blocks, one per thread of numba's pool.
+
+    xk: float32 (M, in_pad), columns in input_order's order; codes/scales/offsets: the part's arrays (scales
+    float16 as their uint16 bits, or float32; offsets the integer zero points or, has_mins, the mins in the
+    scales' form); out: float32 (M, rows), any strides."""
+    blocks = -(-codes.shape[0] // ROW_BLOCK)
+    for c in prange(chunks):
+        start = blocks * c // chunks * ROW_BLOCK
+        stop = min(codes.shape[0], blocks * (c + 1) // chunks * ROW_BLOCK)
+        _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop)
+
+
+def threads() -> int:
+    """Threads of numba's pool (NUMBA_NUM_THREADS, the CPU count by default)."""
+    from numba import get_num_threads
+
+    return get_num_threads()

@@ -1,0 +1,108 @@
+"""quant/cpu_kernels.py (numba) against a float64 reference written here from the int-part layout: 4-bit codes
+planar within each group (byte j: column j low, column j + group_len/2 high) or 8-bit, float16 or float32 scales,
+integer zero points (W = (code - zero) * scale) or mins (W = code * scale + min); odd row counts, a last 16-byte
+span, 1 to 9 and 33 input rows, the rows split into several chunks, a strided output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zigtensor.quant import cpu_kernels
+from zigtensor.quant.qlinear import QuantLinear
+
+
+def _reference(codes, scales, offsets, has_mins, bits, group_len):
+    """float64 W (rows, in_pad) from the stored arrays, straight from the layout definition."""
+    rows = codes.shape[0]
+    if bits == 4:
+        half = group_len // 2
+        g = codes.reshape(rows, -1, half)
+        q = np.concatenate([g & 15, g >> 4], axis=2).reshape(rows, -1)
+    else:
+        q = codes
+    as_float = (lambda a: a.view(np.float16).astype(np.float64)) if scales.dtype == np.uint16 else \
+        (lambda a: a.astype(np.float64))
+    s = np.repeat(as_float(scales), group_len, axis=1)
+    if has_mins:
+        return q * s + np.repeat(as_float(offsets), group_len, axis=1)
+    return (q - np.repeat(offsets.astype(np.float64), group_len, axis=1)) * s
+
+
+def _part(rng, rows, in_pad, bits, group_len, has_mins, half_scales, zero_dtype=np.uint8):
+    n_groups = in_pad // group_len
+    codes = rng.integers(0, 256, (rows, in_pad * bits // 8), dtype=np.uint8)
+    scales = rng.uniform(0.01, 0.1, (rows, n_groups))
+    scales = scales.astype(np.float16).view(np.uint16) if half_scales else scales.astype(np.float32)
+    if has_mins:
+        mins = rng.uniform(-1, 1, (rows, n_groups))
+        offsets = mins.astype(np.float16).view(np.uint16) if half_scales else mins.astype(np.float32)
+    else:
+        offsets = rng.integers(0, 1 << bits, (rows, n_groups)).astype(zero_dtype)
+    return codes, scales, offsets
+
+
+@pytest.mark.parametrize("bits,group_len,in_pad", [(4, 32, 576), (4, 32, 96), (4, 64, 1536), (4, 128, 384),
+                                                   (4, 96, 288), (8, 32, 576), (8, 16, 48), (8, 128, 256)])
+@pytest.mark.parametrize("has_mins,half_scales", [(False, True), (True, True), (False, False), (True, False)])
+def test_matmul_against_the_layout_definition(bits, group_len, in_pad, has_mins, half_scales):
+    rng = np.random.default_rng(bits * 1000 + group_len + in_pad + 2 * has_mins + half_scales)
+    assert cpu_kernels.supports(bits, group_len)
+    for rows in (1, 7, 65):
+        codes, scales, offsets = _part(rng, rows, in_pad, bits, group_len, has_mins, half_scales)
+        w = _reference(codes, scales, offsets, has_mins, bits, group_len)
+        order = cpu_kernels.input_order(bits, in_pad, group_len)
+        for m in (1, 2, 3, 8, 9, 33):
+            x = rng.standard_normal((m, in_pad)).astype(np.float32)
+            xk = x if order is None else np.ascontiguousarray(x[:, order])
+            want = x.astype(np.float64) @ w.T
+            for chunks in (1, 2, 3):
+                out = np.full((m, rows), np.nan, np.float32)
+                cpu_kernels.matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks)
+                np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                           err_msg=f"rows {rows} m {m} chunks {chunks}")
+
+
+def test_int32_zero_points_and_a_strided_output():
+    rng = np.random.default_rng(5)
+    codes, scales, offsets = _part(rng, 10, 256, 8, 64, False, True, zero_dtype=np.int32)
+    offsets[:] += 300   # zero points past uint8 (stored as int32)
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    full = np.zeros((4, 25), np.float32)
+    out = full[:, 3:13]   # a view with the row stride of the whole
+    cpu_kernels.matmul(x, codes, scales, offsets, False, 8, 64, out, 2)
+    want = x.astype(np.float64) @ _reference(codes, scales, offsets, False, 8, 64).T
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert not full[:, :3].any() and not full[:, 13:].any()
+
+
+@pytest.mark.parametrize("bits,group_len,ok", [(4, 32, True), (4, 128, True), (4, 16, False), (4, 40, False),
+                                               (8, 16, True), (8, 32, True), (8, 8, False), (8, 24, False)])
+def test_supported_layouts(bits, group_len, ok):
+    assert cpu_kernels.supports(bits, group_len) is ok
+
+
+def test_a_row_computes_the_same_alone_or_batched():
+    """Each output is one row's dot with one input row, in an order that does not depend on the batch: the engine's
+    promise that a greedy request decodes the same tokens alone or batched holds on the quantized path too."""
+    rng = np.random.default_rng(11)
+    codes, scales, offsets = _part(rng, 37, 576, 4, 32, True, True)
+    order = cpu_kernels.input_order(4, 576, 32)
+    x = np.ascontiguousarray(rng.standard_normal((9, 576)).astype(np.float32)[:, order])
+    batched = np.empty((9, 37), np.float32)
+    cpu_kernels.matmul(x, codes, scales, offsets, True, 4, 32, batched, 2)
+    for m in range(9):
+        alone = np.empty((1, 37), np.float32)
+        cpu_kernels.matmul(x[m:m + 1], codes, scales, offsets, True, 4, 32, alone, 1)
+        np.testing.assert_array_equal(alone[0], batched[m])
+
+
+def test_quantlinear_names_the_kernel_it_runs():
+    from zigtensor.quant import QuantizedWeight
+
+    rng = np.random.default_rng(2)
+    w = QuantizedWeight(rng.integers(0, 16, (8, 64)), rng.uniform(0.01, 0.1, (2, 8)), rng.integers(0, 16, (2, 8)),
+                        np.arange(64, dtype=np.int32) // 32, 4, 32, name="w")
+    layer = QuantLinear.from_weights([w])
+    assert layer.kernel_for(1) == layer.kernel_for(32) == "cpu int4 dequantize-multiply kernel (cpu_kernels.py)"
+    assert layer.kernel_for(33) == "cpu int4 dequantized tiles + blas gemm"
