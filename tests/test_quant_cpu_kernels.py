@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zigtensor.quant import cpu_kernels
-from zigtensor.quant.qlinear import QuantLinear
+from zigtensor.quant.qlinear import KERNEL_MAX_ROWS, QuantLinear
 
 
 def _reference(codes, scales, offsets, has_mins, bits, group_len):
@@ -63,6 +63,17 @@ def test_matmul_against_the_layout_definition(bits, group_len, in_pad, has_mins,
                                            err_msg=f"rows {rows} m {m} chunks {chunks}")
 
 
+@pytest.mark.parametrize("bits,group_len,has_mins", [(4, 32, True), (4, 64, False), (8, 32, False)])
+def test_dequantize_rows_in_the_kernel_order(bits, group_len, has_mins):
+    rng = np.random.default_rng(bits + group_len)
+    codes, scales, offsets = _part(rng, 23, 192, bits, group_len, has_mins, True)
+    order = cpu_kernels.input_order(bits, 192, group_len)
+    want = _reference(codes, scales, offsets, has_mins, bits, group_len)[5:19]
+    out = np.full((14, 192), np.nan, np.float32)
+    cpu_kernels.dequantize(codes, scales, offsets, has_mins, bits, group_len, 5, 19, out)
+    np.testing.assert_allclose(out, want if order is None else want[:, order], rtol=1e-6, atol=1e-7)
+
+
 def test_int32_zero_points_and_a_strided_output():
     rng = np.random.default_rng(5)
     codes, scales, offsets = _part(rng, 10, 256, 8, 64, False, True, zero_dtype=np.int32)
@@ -104,5 +115,6 @@ def test_quantlinear_names_the_kernel_it_runs():
     w = QuantizedWeight(rng.integers(0, 16, (8, 64)), rng.uniform(0.01, 0.1, (2, 8)), rng.integers(0, 16, (2, 8)),
                         np.arange(64, dtype=np.int32) // 32, 4, 32, name="w")
     layer = QuantLinear.from_weights([w])
-    assert layer.kernel_for(1) == layer.kernel_for(32) == "cpu int4 dequantize-multiply kernel (cpu_kernels.py)"
-    assert layer.kernel_for(33) == "cpu int4 dequantized tiles + blas gemm"
+    assert layer.kernel_for(1) == layer.kernel_for(KERNEL_MAX_ROWS) == \
+        "cpu int4 dequantize-multiply kernel (cpu_kernels.py)"
+    assert layer.kernel_for(KERNEL_MAX_ROWS + 1) == "cpu int4 tiles dequantized by cpu_kernels.py + blas gemm"

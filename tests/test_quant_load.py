@@ -18,7 +18,7 @@ from zigtensor.llm import LLM, SamplingParams
 from zigtensor.llm.loader import load_model
 from zigtensor.quant import QuantConfig, QuantFormatError, QuantizedWeight, pack_awq, pack_gptq
 from zigtensor.quant.install import quantized_layers
-from zigtensor.quant.qlinear import QuantLinear
+from zigtensor.quant.qlinear import KERNEL_MAX_ROWS, QuantLinear
 
 transformers = oracle("transformers")
 
@@ -321,7 +321,8 @@ def test_zt_info_lists_per_layer_quantization_and_kernels(tmp_path):
     assert (q.method, q.bits, q.group_size, q.act_order, q.in_features, q.out_features) == ("gptq", 4, 64, True,
                                                                                             256, 128)
     assert q.kernel(1) == "cpu int4 dequantize-multiply kernel (cpu_kernels.py)"
-    assert q.kernel(33) == "cpu int4 dequantized tiles + blas gemm" and q.kernel(32, "cuda").startswith("cuda w4a16_gemm")
+    assert q.kernel(KERNEL_MAX_ROWS + 1) == "cpu int4 tiles dequantized by cpu_kernels.py + blas gemm"
+    assert q.kernel(32, "cuda").startswith("cuda w4a16_gemm")
     packed = sum(layer.nbytes for layer in info.quantization)
     unpacked = info.parameters - sum(x.in_features * x.out_features for x in info.quantization)
     assert info.memory.weight_bytes == unpacked * 4 + packed   # the packed layers at their stored size
@@ -330,7 +331,7 @@ def test_zt_info_lists_per_layer_quantization_and_kernels(tmp_path):
     assert "quantization: 14 linear layers" in r.output
     assert "model.layers.0-1.mlp.down_proj" in r.output and "gptq 4-bit, group size 64, act-order" in r.output
     for line in ("1      cpu int4 dequantize-multiply kernel (cpu_kernels.py)", "cuda w4a16_gemv (quant.cu)",
-                 "cpu int4 dequantized tiles + blas gemm", "cuda w4a16_gemm mma.sync (quant.cu)"):
+                 "cpu int4 tiles dequantized by cpu_kernels.py + blas gemm", "cuda w4a16_gemm mma.sync (quant.cu)"):
         assert line in r.output, r.output
     awq, _ = make_folder(tmp_path, "awq", 4, 32, where="sidecar")
     layers = describe(awq).quantization

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from .generate import _KEEP
+
 app = typer.Typer(help="Benchmark zigtensor against its references (NumPy, PyTorch) in one process.",
                   no_args_is_help=True)
 
@@ -108,6 +110,7 @@ def generate(
                                       help="torch.set_num_threads for transformers (default: torch's)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:i], for both libraries."),
     dtype: str = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (default: float32)."),
+    keep_quantized: bool = typer.Option(False, "--keep-quantized", help=_KEEP),
 ) -> None:
     """Greedy decode tokens/s against transformers' generate (same model, in turns), then load time and memory."""
     from zigtensor.bench import core
@@ -120,7 +123,7 @@ def generate(
                                  param_hint="--batch-size") from None
     rows, facts = suite.bench_generate(model, sizes, tokens, repeats, reference=not no_reference,
                                        torch_threads=torch_threads, progress=lambda s: typer.echo(f"  {s}", err=True),
-                                       device=device, dtype=dtype)
+                                       device=device, dtype=dtype, keep_quantized=keep_quantized)
     threads = facts["torch_threads"]
     typer.echo(f"machine: {core.machine()}; zigtensor BLAS threads per decode step: "
                f"{suite.decode_threads()}; torch threads: {threads if threads else 'n/a'}")
@@ -155,6 +158,7 @@ def serve(
     api_key: str = typer.Option(None, "--api-key", envvar="ZT_API_KEY", help="The server's key (with --url)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:i] (in-process)."),
     json_path: str = typer.Option(None, "--json", help="Write the JSON lines here instead of printing them."),
+    keep_quantized: bool = typer.Option(False, "--keep-quantized", help=_KEEP),
 ) -> None:
     """Serving latency (TTFT, TPOT, ITL, end-to-end: mean/p50/p90/p99) and throughput, as a table and JSON lines."""
     from zigtensor.bench import core
@@ -173,7 +177,8 @@ def serve(
     if url is not None:
         results = suite.run_url(url, sizes, model=model, api_key=api_key, **options)
     else:
-        results = suite.run_engine(suite.engine_factory(model, device=device), sizes, **options)
+        results = suite.run_engine(suite.engine_factory(model, device=device, keep_quantized=keep_quantized), sizes,
+                                   **options)
     typer.echo(f"machine: {core.machine()}   target: {url or f'{model} in-process on {device}'}")
     typer.echo(suite.table(results))
     typer.echo("latencies: mean/p50/p90/p99 ms; ovh %: engine step time outside the model (in-process only)")

@@ -68,13 +68,13 @@ def _load_hf(model: str, device: str = "cpu", dtype: str | None = None):
     return hf, tok
 
 
-def measure_load(library: str, model: str) -> LoadStats:
+def measure_load(library: str, model: str, keep_quantized: bool = False) -> LoadStats:
     """Load the model with `library` ("zigtensor" or "transformers") in this process and measure it."""
     start = time.perf_counter()
     if library == "zigtensor":
         from ..llm import LLM
 
-        LLM(model)
+        LLM(model, keep_quantized=keep_quantized)
     elif library == "transformers":
         _load_hf(model)
     else:
@@ -82,11 +82,12 @@ def measure_load(library: str, model: str) -> LoadStats:
     return LoadStats(time.perf_counter() - start, _rss(), _peak_rss())
 
 
-def load_in_subprocess(library: str, model: str) -> LoadStats | None:
+def load_in_subprocess(library: str, model: str, keep_quantized: bool = False) -> LoadStats | None:
     """measure_load in a fresh Python process (so that neither library's memory counts for the other)."""
     code = ("import json, sys; from zigtensor.bench.generate import measure_load; "
-            "s = measure_load(sys.argv[1], sys.argv[2]); print(json.dumps(s.__dict__))")
-    r = subprocess.run([sys.executable, "-c", code, library, model], capture_output=True, text=True, timeout=900)
+            "s = measure_load(sys.argv[1], sys.argv[2], sys.argv[3] == '1'); print(json.dumps(s.__dict__))")
+    r = subprocess.run([sys.executable, "-c", code, library, model, "1" if keep_quantized else "0"],
+                       capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         return None
     return LoadStats(**json.loads(r.stdout.strip().splitlines()[-1]))
@@ -151,17 +152,19 @@ def _time_batch(llm, hf, tok, prompts: list[list[int]], tokens: int, repeats: in
 
 def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64, repeats: int = 3,
                    reference: bool = True, torch_threads: int | None = None, progress=None,
-                   device: str = "cpu", dtype: str | None = None) -> tuple[list[Result], dict]:
+                   device: str = "cpu", dtype: str | None = None,
+                   keep_quantized: bool = False) -> tuple[list[Result], dict]:
     """Greedy tokens/s of zigtensor and (when installed and reference) transformers per batch size, in turns,
     and the load figures. torch_threads: torch.set_num_threads for transformers (None: torch's default).
-    device and dtype ("float32", "bfloat16", "float16"; None: the model's default) apply to both libraries.
+    device and dtype ("float32", "bfloat16", "float16"; None: the model's default) apply to both libraries;
+    keep_quantized to zigtensor's (a GGUF file's blocks stay packed: LLM's argument).
     Returns (rows, facts): rows in seconds per generated token (Result.unit 's/token'); facts:
     {'same_tokens': {batch: bool}, 'load': {library: LoadStats | None}, 'torch_threads': int | None}."""
     from ..llm import LLM
 
     say = progress or (lambda s: None)
     say(f"loading {model} (zigtensor)")
-    llm = LLM(model, device=device, dtype=dtype)
+    llm = LLM(model, device=device, dtype=dtype, keep_quantized=keep_quantized)
     hf = tok = None
     if reference:
         try:
@@ -187,7 +190,7 @@ def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64,
     reference_ran = hf is not None
     llm = hf = None  # free both before the load measurements start their processes
     say("load time and memory, each library in a fresh process")
-    load = {"zigtensor": load_in_subprocess("zigtensor", model)}
+    load = {"zigtensor": load_in_subprocess("zigtensor", model, keep_quantized)}
     if reference:
         load["transformers"] = load_in_subprocess("transformers", model)
     return rows, {"same_tokens": same, "load": load, "torch_threads": torch_threads if reference_ran else None}

@@ -144,13 +144,15 @@ class _Clock:
 
 
 # ------------------------------------------------------------------------------------------ in-process
-def engine_factory(model, device="cpu", dtype=None, **engine_config) -> Callable[[int, int], object]:
-    """make(batch_size, tokens_per_seq) -> a fresh AsyncLLMEngine over one loaded model (loaded once)."""
+def engine_factory(model, device="cpu", dtype=None, keep_quantized: bool = False,
+                   **engine_config) -> Callable[[int, int], object]:
+    """make(batch_size, tokens_per_seq) -> a fresh AsyncLLMEngine over one loaded model (loaded once;
+    keep_quantized: load_model's)."""
     from ..engine import AsyncLLMEngine, EngineConfig, LLMEngine
     from ..engine.llm_runner import TransformerRunner
     from ..llm.loader import load_model
 
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = load_model(model, device=device, dtype=dtype, keep_quantized=keep_quantized)
     if loaded.kind != "decoder":
         raise ValueError(f"zt bench serve needs a decoder model; {model!r} is an {loaded.kind}")
     runner = TransformerRunner(loaded.model)

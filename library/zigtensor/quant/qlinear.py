@@ -14,10 +14,12 @@ A layer holds one or more parts, each a block of output rows with its own storag
   decoded per tile with io/gguf.py's block decoders.
 Parts with the same layout are merged, so a fused q/k/v of a column-order checkpoint is one part.
 
-CPU forward (W4A16 with float32 activations): output rows are dequantized a tile at a time (TILE_ELEMENTS
-float32, cache-sized) into a reusable scratch buffer and multiplied with BLAS; the full-precision matrix never
-exists. CUDA forward runs kernels/quant.cu (backends/cuda_kernels/quant.py). Gradients flow to the input (g @ W,
-tile by tile, CPU only) and the bias, never to the packed weights (they are integers).
+CPU forward (W4A16 with float32 activations): int parts of whole 32-column groups (16 for 8-bit; GGUF Q4_0 / Q4_1
+/ Q8_0, GPTQ and AWQ at the usual group sizes) run quant/cpu_kernels.py (numba): up to KERNEL_MAX_ROWS input rows
+its dequantize-multiply kernel, more rows tiles that it dequantizes, multiplied with BLAS. Other layouts: a few
+rows multiply raw codes per group with BLAS, more rows dequantize tiles (TILE_ELEMENTS float32, cache-sized) with
+NumPy. The full-precision matrix never exists. CUDA forward runs kernels/quant.cu (backends/cuda_kernels/quant.py).
+Gradients flow to the input (g @ W, tile by tile, CPU only) and the bias, never to the packed weights (integers).
 """
 
 from __future__ import annotations
@@ -42,15 +44,19 @@ from .layouts import QuantFormatError, QuantizedWeight
 TILE_ELEMENTS = 1 << 19
 # batch rows up to which the CUDA path runs the matrix-vector kernel rather than the tensor-core GEMM
 CUDA_GEMV_MAX_ROWS = 8
-# batch rows up to which the CPU path runs cpu_kernels.py (layouts it supports) or multiplies raw codes per group
-# (scales applied to partial sums; other layouts) rather than dequantizing whole tiles: the dequantization passes
-# cost more than the product for a few rows. Measured (2-core EPYC VM, SmolLM2's Q4_1 layers, one thread): the
-# kernel ran 1.9x float32 BLAS at 4 rows, 1.6x at 8, 1.3x at 16, 1.05x at 32
+# batch rows up to which the CPU path runs cpu_kernels.py's kernel (layouts it supports) or multiplies raw codes
+# per group (scales applied to partial sums; other layouts) rather than dequantizing whole tiles: the
+# dequantization passes cost more than the product for a few rows. Measured (2-core EPYC VM, SmolLM2's Q4_1
+# layers): the kernel ran 1.9x float32 BLAS at 4 rows, 1.6x at 8 and 1.05x at 32 (one thread), and beat its own
+# dequantized tiles + BLAS up to 64 rows (0.75 against 1.02 ms for the 960 x 576 q/k/v at 64 rows, two threads)
 GROUPED_MAX_ROWS = 16
-KERNEL_MAX_ROWS = 32
+KERNEL_MAX_ROWS = 64
 # multiply-adds (weights x (rows + 2), the 2 for the dequantization) from which the kernel's output rows are split
 # between the cores (cpu_kernels.py: a region costs about 10 us to start)
 KERNEL_SPLIT_WORK = 1 << 18
+# float32 elements of a tile that cpu_kernels.py dequantizes for many input rows (32 MiB: every layer of SmolLM2
+# but its LM head whole; a 3072 x 576 product ran 1.3x slower in 2 MiB tiles, each its own BLAS call)
+KERNEL_TILE_ELEMENTS = 1 << 23
 # GGUF types whose blocks are int parts (a float16 scale per 32, 4-bit nibbles in the planar order, or int8)
 GGUF_INT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
@@ -64,9 +70,15 @@ def _array_module(x):
     return array_module(x)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel_input_order(bits: int, in_pad: int, group_len: int) -> np.ndarray | None:
     return cpu_kernels.input_order(bits, in_pad, group_len)
+
+
+def _cpu_device():
+    from ..device import device
+
+    return device("cpu")
 
 
 def _scratch_buffer(n: int) -> np.ndarray:
@@ -156,8 +168,10 @@ def kernel_name(kind: str, bits: int, batch_rows: int, device_type: str = "cpu",
     blas = "gemv" if batch_rows == 1 else "gemm"
     if kind == "gguf":
         return f"cpu gguf blocks decoded per tile + blas {blas}"
-    if batch_rows <= KERNEL_MAX_ROWS and cpu_kernels.supports(bits, group_len):
-        return f"cpu int{bits} dequantize-multiply kernel (cpu_kernels.py)"
+    if cpu_kernels.supports(bits, group_len):
+        if batch_rows <= KERNEL_MAX_ROWS:
+            return f"cpu int{bits} dequantize-multiply kernel (cpu_kernels.py)"
+        return f"cpu int{bits} tiles dequantized by cpu_kernels.py + blas {blas}"
     if batch_rows <= GROUPED_MAX_ROWS:
         return f"cpu int{bits} codes per group + blas {blas}"
     return f"cpu int{bits} dequantized tiles + blas {blas}"
@@ -210,9 +224,7 @@ class QuantLinear(nn.Module):
                              persistent=False)
 
     def _device(self):
-        from ..device import device
-
-        return device("cpu")
+        return _cpu_device()
 
     def _get(self, i: int, what: str):
         data = self._raw(i, what)   # NOTE: on CUDA the raw CuPy array under the DeviceArray, as the launchers
@@ -505,17 +517,28 @@ class QuantLinear(nn.Module):
             out[:, r0:r1] = partial.sum(axis=0).T
 
     def _kernel_matmul(self, i: int, part: PartInfo, xp: np.ndarray, out: np.ndarray) -> None:
-        """Few rows on cpu_kernels.matmul: out (M, part.rows) = xp @ W.T, output rows split between numba's
-        threads when the part is large enough to pay for it."""
+        """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
+        kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
+        of W dequantized by its threads and multiplied with BLAS."""
         order = _kernel_input_order(part.bits, part.in_pad, part.group_len)
         xk = xp if order is None else np.take(xp, order, axis=1)
         scales, mins = self._raw(i, "scales"), self._raw(i, "mins")
         offsets = self._raw(i, "zeros") if mins is None else mins
         if scales.dtype == np.uint32:   # float32 scales (and mins) held as their bits
             scales, offsets = scales.view(np.float32), offsets if mins is None else offsets.view(np.float32)
-        args = (xk, self._raw(i, "codes"), scales, offsets, mins is not None, part.bits, part.group_len, out)
-        small = part.rows * part.in_pad * (len(xk) + 2) < KERNEL_SPLIT_WORK
-        cpu_kernels.matmul(*args, 1 if small else cpu_kernels.threads())
+        layout = (self._raw(i, "codes"), scales, offsets, mins is not None, part.bits, part.group_len)
+        if len(xk) <= KERNEL_MAX_ROWS:
+            small = part.rows * part.in_pad * (len(xk) + 2) < KERNEL_SPLIT_WORK
+            cpu_kernels.matmul(xk, *layout, out, 1 if small else cpu_kernels.threads())
+            return
+        backend = _cpu_device().backend
+        tile_rows = max(1, min(part.rows, KERNEL_TILE_ELEMENTS // part.in_pad))
+        buf = _scratch_buffer(tile_rows * part.in_pad)
+        for r0 in range(0, part.rows, tile_rows):
+            r1 = min(part.rows, r0 + tile_rows)
+            tile = buf[:(r1 - r0) * part.in_pad].reshape(r1 - r0, part.in_pad)
+            cpu_kernels.dequantize(*layout, r0, r1, tile)
+            out[:, r0:r1] = backend.matmul(xk, tile.T)   # the backend's plan: split between the cores or not
 
     def _cpu_matmul(self, x2: np.ndarray) -> np.ndarray:
         """x2 float32 (M, in) -> (M, out), tile by tile."""
@@ -528,7 +551,7 @@ class QuantLinear(nn.Module):
             row += part.rows
             if part.kind == "int":
                 xp = self._part_input(i, part, x2, x_ext)
-                if m <= KERNEL_MAX_ROWS and cpu_kernels.supports(part.bits, part.group_len):
+                if cpu_kernels.supports(part.bits, part.group_len):
                     self._kernel_matmul(i, part, xp, dst)
                     continue
                 if m <= GROUPED_MAX_ROWS:
