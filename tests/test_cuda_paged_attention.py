@@ -281,7 +281,7 @@ def test_engine_metadata_on_cuda_runs_the_kernel_once_per_layer(cuda_xp):
     c = Case(BF16, 64, (4, 2), 4, ((9, 1), (14, 6), (3, 3)), window=8)
     s = make_step(c, 5)
     meta = AttentionMetadata.build(s.tables, s.context_lens, s.query_start_loc, c.block_size, cuda_xp)
-    assert meta.decode_groups == [] and meta.prefills == []  # the kernel needs no gathers
+    assert meta.decodes is None and meta.prefills == []  # the kernel needs no gathers
     assert np.array_equal(meta.kernel.token_seqs.get(), s.token_seqs)
     assert np.array_equal(meta.kernel.token_positions.get(), s.token_positions)
     assert meta.kernel.max_block_id == int(max(s.tables[i, :n].max() for i, n in enumerate((3, 4, 1))))

@@ -3,6 +3,7 @@ and paged attention against dense PyTorch attention."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from oracle import oracle
@@ -232,7 +233,7 @@ def _dense_reference(torch, q, k, v, scale, window=None):
 
 @pytest.mark.parametrize("num_heads,kv_heads,dtype,window", [
     (4, 4, np.float32, None), (6, 2, np.float32, None), (8, 1, np.float32, None), (4, 2, np.float16, None),
-    (6, 2, np.float32, 5),
+    (4, 2, ml_dtypes.bfloat16, None), (6, 2, np.float64, None), (6, 2, np.float32, 5),
 ])
 def test_paged_attention_matches_dense_attention(num_heads, kv_heads, dtype, window):
     torch = oracle("torch")

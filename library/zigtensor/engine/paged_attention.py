@@ -14,11 +14,10 @@ backends/cuda_kernels/paged_attention.py) covers the whole step: it reads K/V th
 so build only uploads the tables and each query token's sequence row and position (int32), shared by all
 layers. The rest of this docstring is the CPU path.
 
-On CPU, build makes gather indices and masks and the attention is NumPy's. Decodes are batched: sequences
-whose contexts span the same number of blocks are gathered together, padded to whole blocks and masked. NOTE:
-grouping by block count keeps each sequence's arithmetic (the lengths summed over) the same whether it runs
-alone or in a batch, so the same request gives the same bits either way. Prefill chunks run one sequence at a
-time; their matrix products are large enough that the loop costs nothing.
+On CPU, the step's decode tokens run engine/paged_attention_cpu.py's kernel (numba), which also reads through
+the block tables; a token's result there depends on nothing else in the batch, so the same request gives the
+same bits alone or batched. Prefill chunks gather their blocks and run NumPy's matrix products, one sequence at
+a time (products large enough that the loop costs nothing).
 """
 
 from __future__ import annotations
@@ -27,13 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import paged_attention_cpu
+
 
 @dataclass
-class _DecodeGroup:
-    tokens: object  # xp int [B]: rows of q
-    blocks: object  # xp int [B, num_blocks]: block ids to gather
-    positions: np.ndarray  # host [B]: position of each query (context_len - 1)
-    masks: dict = field(default_factory=dict)  # sliding window -> xp bool [B, 1, 1, L]
+class _Decodes:
+    tokens: np.ndarray  # int64 [B]: rows of q
+    tables: np.ndarray  # int64 [B, max_blocks]: each token's block table
+    context_lens: np.ndarray  # int64 [B]: keys of each (its own included)
+    block_range: tuple  # (smallest, largest) block id the tables use, checked against the cache
 
 
 @dataclass
@@ -61,7 +62,7 @@ class AttentionMetadata:
 
     num_tokens: int
     block_size: int
-    decode_groups: list[_DecodeGroup]
+    decodes: _Decodes | None  # CPU: the step's one-token queries, for the kernel
     prefills: list[_Prefill]
     xp: object = np
     kernel: _KernelArgs | None = None  # set on CUDA, where the kernel replaces the groups and chunks
@@ -92,28 +93,20 @@ class AttentionMetadata:
             raise ValueError(f"paged_attention: block_tables {block_tables.shape} cannot cover context_lens "
                              f"{context_lens.tolist()} with block_size {block_size}")
         if xp is not np:
-            return cls(int(query_start_loc[-1]), block_size, [], [], xp,
+            return cls(int(query_start_loc[-1]), block_size, None, [], xp,
                        _kernel_args(block_tables, context_lens, query_start_loc, blocks_of, xp))
-        decodes = np.flatnonzero(query_lens == 1)
-        groups = []
-        for nb in np.unique(blocks_of[decodes]):
-            rows = decodes[blocks_of[decodes] == nb]
-            groups.append(_DecodeGroup(tokens=xp.asarray(query_start_loc[rows]),
-                                       blocks=xp.asarray(block_tables[rows, :int(nb)]),
-                                       positions=context_lens[rows] - 1))
+        rows = np.flatnonzero(query_lens == 1)
+        decodes = None
+        if len(rows):
+            width = max(1, int(blocks_of[rows].max()))
+            tables = np.ascontiguousarray(block_tables[rows, :width], dtype=np.int64)
+            used = tables[np.arange(width)[None, :] < blocks_of[rows][:, None]]
+            decodes = _Decodes(tokens=query_start_loc[rows], context_lens=context_lens[rows], tables=tables,
+                               block_range=(int(used.min()), int(used.max())))
         prefills = [_Prefill(start=int(query_start_loc[i]), length=int(query_lens[i]), context=int(context_lens[i]),
                              blocks=xp.asarray(block_tables[i, :int(blocks_of[i])]))
                     for i in np.flatnonzero(query_lens > 1)]
-        return cls(int(query_start_loc[-1]), block_size, groups, prefills, xp)
-
-    def decode_mask(self, group: _DecodeGroup, window: int | None):
-        """[B, 1, 1, L]: key j is visible to the query at position p if j <= p (and j > p - window)."""
-        if window not in group.masks:
-            keys = np.arange(group.blocks.shape[1] * self.block_size)[None, :]
-            pos = group.positions[:, None]
-            visible = keys <= pos if window is None else (keys <= pos) & (keys > pos - window)
-            group.masks[window] = self.xp.asarray(visible[:, None, None, :])
-        return group.masks[window]
+        return cls(int(query_start_loc[-1]), block_size, decodes, prefills, xp)
 
     def prefill_mask(self, chunk: _Prefill, window: int | None):
         """[T, C]: causal within the chunk, everything before it cached and visible (within the window)."""
@@ -204,17 +197,16 @@ def paged_attention(q, k_cache, v_cache, metadata: AttentionMetadata, scale: flo
     q = q.astype(np.float32, copy=False)
     out = xp.empty((num_tokens, num_heads, head_dim), dtype=np.float32)
 
-    for g in metadata.decode_groups:
-        B, nb = g.blocks.shape
-        L = nb * metadata.block_size
-        k = k_cache[g.blocks].reshape(B, L, kv_heads, head_dim).astype(np.float32, copy=False)
-        v = v_cache[g.blocks].reshape(B, L, kv_heads, head_dim).astype(np.float32, copy=False)
-        qd = q[g.tokens].reshape(B, kv_heads, group, head_dim)  # [B, Hkv, G, D]
-        scores = qd @ k.transpose(0, 2, 3, 1)  # [B, Hkv, G, L]
-        scores *= scale
-        scores = xp.where(metadata.decode_mask(g, sliding_window), scores, np.float32(-np.inf))
-        probs = _softmax_last(xp, scores)
-        out[g.tokens] = (probs @ v.transpose(0, 2, 1, 3)).reshape(B, num_heads, head_dim)
+    d = metadata.decodes
+    if d is not None:
+        if d.block_range[0] < 0 or d.block_range[1] >= k_cache.shape[0]:
+            raise ValueError(f"paged_attention: the block tables name blocks {d.block_range[0]} .. "
+                             f"{d.block_range[1]}, but the cache has {k_cache.shape[0]} blocks")
+        k, lut = paged_attention_cpu.cache_view(k_cache)
+        v, _ = paged_attention_cpu.cache_view(v_cache)
+        # NOTE: contiguous q: numba compiles a strided view's loops without vector instructions (2x slower)
+        paged_attention_cpu.decode_attention(np.ascontiguousarray(q), k, v, d.tokens, d.tables, d.context_lens,
+                                             np.float32(scale), int(sliding_window or 0), out, lut)
 
     for c in metadata.prefills:
         T, C = c.length, c.context
