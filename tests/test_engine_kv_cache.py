@@ -276,6 +276,9 @@ def test_paged_attention_gives_the_same_bits_alone_and_batched():
     tables[3, :1] = [30]
     q = rng.standard_normal((5, 4, 8)).astype(np.float32)
     batched = paged_attention(q, k_cache, v_cache, AttentionMetadata.build(tables, contexts, np.arange(6), 4), 0.3)
+    on_threads = paged_attention(q, k_cache, v_cache,
+                                 AttentionMetadata.build(tables, contexts, np.arange(6), 4, threads=3), 0.3)
+    np.testing.assert_array_equal(on_threads, batched)   # the pairs split over numba's threads: the same bits
     for i, c in enumerate(contexts):
         alone = paged_attention(q[i:i + 1], k_cache, v_cache, AttentionMetadata.build(tables[i:i + 1], [c], [0, 1], 4),
                                 0.3)

@@ -17,6 +17,8 @@ import numpy as np
 from ..autograd.grad_mode import no_grad
 from ..llm.array_forward import ArrayOps
 from ..llm.threads import decode_threads
+from ..quant import cpu_kernels
+from ..quant.qlinear import QuantLinear
 from ..tensor import Tensor
 from .engine import AsyncLLMEngine, EngineConfig, LLMEngine
 from .kv_cache import KVCacheSpec
@@ -44,6 +46,10 @@ class TransformerRunner(ModelRunner):
                                          dtype=weight.dtype)
         self.vocab_size = c.vocab_size
         self.max_model_len = c.max_position_embeddings
+        # decode attention on numba's threads only where the model's products run there too (packed weights):
+        # its OpenMP workers spin after a region, and BLAS's threads beside them ran a float32 step 3x slower
+        quantized = any(isinstance(mod, QuantLinear) for mod in model.modules())
+        self.attention_threads = cpu_kernels.threads() if quantized and self.device.type == "cpu" else 1
 
     def _wrap(self, array) -> Tensor:
         return Tensor._wrap(self.device.backend.from_numpy(array), self.device)
@@ -64,7 +70,8 @@ class TransformerRunner(ModelRunner):
             if m.rope is not None:
                 cos, sin = m.rope.tables(batch.positions, like=x)  # (N, 1, head_dim / 2)
             meta = AttentionMetadata.build(batch.block_tables, batch.context_lens, batch.query_start_loc,
-                                           self.kv_cache.block_size, self.device.backend.xp)
+                                           self.kv_cache.block_size, self.device.backend.xp,
+                                           threads=self.attention_threads)
             ops = ArrayOps.for_model(m)
             if ops is not None:  # no graph: the layers on arrays (zigtensor.llm.array_forward)
                 logits = self._forward_arrays(ops, x.data, batch, cos, sin, meta)

@@ -65,10 +65,12 @@ class AttentionMetadata:
     decodes: _Decodes | None  # CPU: the step's one-token queries, for the kernel
     prefills: list[_Prefill]
     xp: object = np
-    kernel: _KernelArgs | None = None  # set on CUDA, where the kernel replaces the groups and chunks
+    kernel: _KernelArgs | None = None  # set on CUDA, where the kernel replaces the decodes and chunks
+    threads: int = 1  # CPU: numba threads for the decodes
 
     @classmethod
-    def build(cls, block_tables, context_lens, query_start_loc, block_size: int, xp=np) -> AttentionMetadata:
+    def build(cls, block_tables, context_lens, query_start_loc, block_size: int, xp=np,
+              threads: int = 1) -> AttentionMetadata:
         """Args:
             block_tables: host ints [num_seqs, max_blocks]; entries past a sequence's blocks are padding.
             context_lens: host ints [num_seqs], cached tokens of each sequence including this step's.
@@ -76,6 +78,8 @@ class AttentionMetadata:
             block_size: tokens per cache block.
             xp: the device's array module; anything but NumPy means CUDA, where the step's tables are uploaded
                 for kernels/paged_attention.cu (and the block ids checked) instead of gathers being planned.
+            threads: CPU: the decode tokens' (token, kv head) pairs split over this many of numba's threads (1:
+                on the calling thread, numba's pool left asleep).
         """
         block_tables = np.asarray(block_tables)
         context_lens = np.asarray(context_lens, dtype=np.int64)
@@ -106,7 +110,7 @@ class AttentionMetadata:
         prefills = [_Prefill(start=int(query_start_loc[i]), length=int(query_lens[i]), context=int(context_lens[i]),
                              blocks=xp.asarray(block_tables[i, :int(blocks_of[i])]))
                     for i in np.flatnonzero(query_lens > 1)]
-        return cls(int(query_start_loc[-1]), block_size, decodes, prefills, xp)
+        return cls(int(query_start_loc[-1]), block_size, decodes, prefills, xp, threads=threads)
 
     def prefill_mask(self, chunk: _Prefill, window: int | None):
         """[T, C]: causal within the chunk, everything before it cached and visible (within the window)."""
@@ -206,7 +210,7 @@ def paged_attention(q, k_cache, v_cache, metadata: AttentionMetadata, scale: flo
         v, _ = paged_attention_cpu.cache_view(v_cache)
         # NOTE: contiguous q: numba compiles a strided view's loops without vector instructions (2x slower)
         paged_attention_cpu.decode_attention(np.ascontiguousarray(q), k, v, d.tokens, d.tables, d.context_lens,
-                                             np.float32(scale), int(sliding_window or 0), out, lut)
+                                             np.float32(scale), int(sliding_window or 0), out, lut, metadata.threads)
 
     for c in metadata.prefills:
         T, C = c.length, c.context

@@ -2,12 +2,14 @@
 its keys and values through the sequence's block table, with no gather, and computes the attention of the query
 heads that share that key-value head. engine/paged_attention.py calls it; prefill chunks stay on BLAS there.
 
->>> decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut)
+>>> decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, threads)
 
 Why a kernel: NumPy's path gathered every decode's blocks into a padded copy and ran one tiny matrix product per
 (sequence, key-value head) pair, a BLAS call each; a SmolLM2 batch-8 decode step spent 9.8 ms of its 60 ms
 there. Here a pair is 3 dot products and 3 weighted sums per key, one pass over the keys for the scores and one
-for the values, the pairs spread over numba's threads.
+for the values. The pairs run on numba's threads when the model's products do (packed weights: its OpenMP
+workers are awake then), else on the calling thread: after a region they spin, and a float32 model's BLAS
+threads beside them ran its step 3x slower (the runner decides, AttentionMetadata carries it).
 
 A token's result depends only on its own query and context (its keys in position order, summed in that order),
 never on the rest of the batch: the same request gives the same bits alone or batched. Caches of 16-bit floats
@@ -51,19 +53,37 @@ def _load_impl(v, lut):
     return lambda v, lut: np.float32(v)
 
 
-@njit(parallel=True, **_JIT)
-def decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut):
+def decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, threads=1):
     """out[t] = softmax(q[t] k^T * scale) v for each decode token t = tokens[i], keys 0 .. context_lens[i] - 1 of
-    sequence i's blocks (tables[i]), the last `window` of them when window > 0.
+    sequence i's blocks (tables[i]), the last `window` of them when window > 0; the (token, kv head) pairs split
+    over `threads` of numba's threads (1: this thread, numba's pool untouched).
 
-    q, out: float32 [num_tokens, heads, head_dim]; k_cache, v_cache: [blocks, block_size, kv_heads, head_dim]
-    (float32, float64 or 16-bit bits with their lut); tokens, context_lens: ints [n]; tables: ints [n, max_blocks].
+    q, out: float32 [num_tokens, heads, head_dim] (q contiguous); k_cache, v_cache: [blocks, block_size,
+    kv_heads, head_dim] (float32, float64 or 16-bit bits with their lut); tokens, context_lens: ints [n];
+    tables: ints [n, max_blocks].
     """
-    n = tokens.shape[0]
+    args = (q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut)
+    if threads > 1:
+        _in_parallel(*args, threads)
+    else:
+        _jobs(*args, 0, len(tokens) * k_cache.shape[2])
+
+
+@njit(parallel=True, **_JIT)
+def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, chunks):
+    jobs = len(tokens) * k_cache.shape[2]
+    for c in prange(chunks):
+        _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, jobs * c // chunks,
+              jobs * (c + 1) // chunks)
+
+
+@njit(**_JIT)
+def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, start, stop):
+    """Pairs start .. stop - 1 (pair = token index * kv_heads + kv head)."""
     heads, dim = q.shape[1], q.shape[2]
     block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
-    for job in prange(n * kv_heads):
+    for job in range(start, stop):
         i, kh = job // kv_heads, job % kv_heads
         t, length = tokens[i], context_lens[i]
         first = max(0, length - window) if window > 0 else 0

@@ -13,8 +13,8 @@ per-step cost of the ops alone (a SmolLM2-shaped model of tiny widths) fell from
     q, k, v = ops.qkv(block.attn, h, rotary)
     ...
 
-Modules this file does not know (a quantized linear, a LayerNorm, another activation) are called as modules on
-a Tensor wrapping the array, so every model still runs, only slower.
+Modules this file does not know (a LayerNorm, another activation) are called as modules on a Tensor wrapping
+the array, so every model still runs, only slower; a QuantLinear runs its own array forward.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .. import nn
 from ..autograd.grad_mode import GradMode
 from ..dtypes import float32
 from ..nn import functional as F
+from ..quant.qlinear import QuantLinear
 from ..tensor import Tensor
 
 
@@ -52,11 +53,14 @@ class ArrayOps:
         return Tensor._wrap(array, self.device)
 
     def linear(self, m, x):
-        """m(x) for x (..., in_features): one GEMM over all leading dims for nn.Linear."""
+        """m(x) for x (..., in_features): one product over all leading dims for nn.Linear and QuantLinear."""
+        x2 = x.reshape(-1, x.shape[-1])
+        if type(m) is QuantLinear:
+            return m._array_forward(x2, None if m.bias is None else m.bias.data).reshape(x.shape[:-1] + (-1,))
         if type(m) is not nn.Linear:
             return m(self.wrap(x)).data
         w = m.weight.data
-        out = self.backend.matmul(x.reshape(-1, x.shape[-1]), w.T)
+        out = self.backend.matmul(x2, w.T)
         if m.bias is not None:
             out += m.bias.data
         return out.reshape(x.shape[:-1] + w.shape[:1])

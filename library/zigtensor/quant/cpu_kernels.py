@@ -215,3 +215,4 @@ def dequantize(codes, scales, offsets, has_mins, bits, group_len, start, stop, o
             _dequant4(codes[r], s_g, o_g, group_len // 2, out[r - start])
         else:
             _dequant8(codes[r], s_g, o_g, group_len, out[r - start])
+
