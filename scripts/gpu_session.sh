@@ -5,8 +5,10 @@
 # Stages: STAGES="tests ops train quant generate" (default all). The timeouts add up to more than a session's
 # device time (15 minutes): run the correctness stage first (STAGES=tests, at most 9 minutes), then what is
 # left of the time on the figures that decide open issues (STAGES="ops quant" or "train generate"). The machine
-# has CuPy, torch and transformers but no fastapi/uvicorn/gguf: put their wheels in .whl/ (see docs/cuda.md)
-# for the serving and GGUF stages.
+# (Python 3.12) has CuPy, torch and transformers but no numba (zigtensor.quant imports it), fastapi, uvicorn or
+# gguf; fetch their wheels into .whl/ here first (ignored by git; carried by the run):
+#   pip download --python-version 3.12 --only-binary=:all: --no-deps -d .whl numba llvmlite gguf fastapi \
+#       starlette uvicorn pydantic pydantic-core annotated-types typing-inspection h11 anyio sniffio click
 set -u
 OUT=${OUT:-/tmp/zt_gpu}
 mkdir -p "$OUT"
