@@ -77,11 +77,20 @@ def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, windo
               jobs * (c + 1) // chunks)
 
 
+@njit(inline="always", **_JIT)
+def _read_row(cache, table, pos, kh, lut, row):
+    """row = kv head kh of position pos of a sequence (block table `table`), as float32."""
+    block_size = cache.shape[1]
+    blk, off = table[pos // block_size], pos % block_size
+    for d in range(row.shape[0]):
+        row[d] = _load(cache[blk, off, kh, d], lut)
+
+
 @njit(**_JIT)
 def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, start, stop):
     """Pairs start .. stop - 1 (pair = token index * kv_heads + kv head)."""
     heads, dim = q.shape[1], q.shape[2]
-    block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
+    kv_heads = k_cache.shape[2]
     group = heads // kv_heads
     for job in range(start, stop):
         i, kh = job // kv_heads, job % kv_heads
@@ -92,10 +101,7 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
         acc = np.zeros((group, dim), np.float32)
         kf = np.empty(dim, np.float32)
         for j in range(keys):
-            pos = first + j
-            blk, off = tables[i, pos // block_size], pos % block_size
-            for d in range(dim):
-                kf[d] = _load(k_cache[blk, off, kh, d], lut)
+            _read_row(k_cache, tables[i], first + j, kh, lut, kf)
             for g in range(group):
                 qv = q[t, kh * group + g]
                 s = np.float32(0.0)
@@ -115,10 +121,7 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
             for j in range(keys):
                 scores[g, j] *= inv
         for j in range(keys):
-            pos = first + j
-            blk, off = tables[i, pos // block_size], pos % block_size
-            for d in range(dim):
-                kf[d] = _load(v_cache[blk, off, kh, d], lut)
+            _read_row(v_cache, tables[i], first + j, kh, lut, kf)
             for g in range(group):
                 p = scores[g, j]
                 for d in range(dim):
