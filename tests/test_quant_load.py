@@ -351,3 +351,28 @@ def test_zero_biases_of_unbiased_layers_are_dropped(tmp_path):
     _rewrite(folder, change_tensors=lambda t: t.update({f"{q}.bias": np.ones(128, np.float16)}))
     with pytest.raises(WeightsError, match=rf"unexpected tensors '{q}\.bias'"):
         load_model(folder)
+
+
+def test_the_engine_serves_a_kept_quantized_gguf_like_its_dequantized_load(tmp_path):
+    """Packed weights in the engine: the products on quant/cpu_kernels.py and the decode attention on numba's
+    threads (the runner puts it there only for a model with packed weights); the greedy tokens of the float32
+    load."""
+    from zigtensor.engine import EngineConfig, LLMEngine
+    from zigtensor.engine.llm_runner import TransformerRunner
+    from zigtensor.llm import SamplingParams
+    from zigtensor.quant import cpu_kernels
+
+    oracle("gguf")
+    path = _llama_gguf(tmp_path, ["Q4_0", "Q4_1", "Q8_0"])
+    prompts = [[1, 5, 9, 33], list(range(2, 40)), [7], [3, 1, 4, 1, 5, 9, 2, 6]]
+    tokens = {}
+    for keep in (False, True):
+        loaded = load_model(path, keep_quantized=keep)
+        runner = TransformerRunner(loaded.model)
+        assert runner.attention_threads == (cpu_kernels.threads() if keep else 1)
+        config = EngineConfig(block_size=4, max_model_len=128, max_num_seqs=4, max_num_batched_tokens=16,
+                              kv_blocks=64)
+        outs = LLMEngine(runner, None, config).generate(prompts, SamplingParams(temperature=0, max_tokens=8,
+                                                                                 ignore_eos=True))
+        tokens[keep] = [o.outputs[0].token_ids for o in outs]
+    assert tokens[True] == tokens[False] and all(len(t) == 8 for t in tokens[True])
