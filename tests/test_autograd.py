@@ -171,6 +171,51 @@ def test_no_grad_restores_on_error():
     assert zt.is_grad_enabled()
 
 
+def test_a_decorated_generator_runs_each_step_in_the_mode():
+    """The body of a generator function runs while it is iterated: no_grad must hold there at every step, and the
+    caller's mode must be back at every yield (PyTorch's decorators do the same)."""
+    x = zt.ones(2, requires_grad=True)
+
+    @zt.no_grad()
+    def steps(n):
+        for _ in range(n):
+            sent = yield (x * 2).requires_grad, zt.is_grad_enabled()
+            assert sent in (None, "ping")
+        return "done"
+
+    gen = steps(3)
+    assert next(gen) == (False, False)
+    assert zt.is_grad_enabled() and (x * 2).requires_grad   # the caller's mode between steps
+    assert gen.send("ping") == (False, False)
+    with zt.no_grad():
+        assert next(gen) == (False, False)
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done" and zt.is_grad_enabled()
+
+    @zt.enable_grad
+    def inner():
+        yield (x * 2).requires_grad
+
+    with zt.no_grad():
+        assert list(inner()) == [True] and not zt.is_grad_enabled()
+
+    @zt.no_grad
+    def failing():
+        yield 1
+        raise KeyError("inside")
+
+    gen = failing()
+    next(gen)
+    with pytest.raises(KeyError):
+        next(gen)
+    assert zt.is_grad_enabled()
+    gen = steps(5)
+    next(gen)
+    gen.close()   # closing mid-way leaves the caller's mode alone
+    assert zt.is_grad_enabled()
+
+
 def test_autograd_grad():
     (zx, tx), (zw, tw) = pair([1.0, -2.0, 0.5]), pair([0.3, 0.2, -0.1])
     zg = zt.autograd.grad((zx * zw).tanh().sum(), [zx, zw])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 
 
 class GradMode:
@@ -27,6 +29,38 @@ class _SetGrad(contextlib.ContextDecorator):
     def __exit__(self, *exc):
         GradMode.enabled = self.prev.pop()
         return False
+
+    def __call__(self, func):
+        """Decorate func. NOTE: a generator function's body runs when it is iterated, after the call returned,
+        so it gets the mode around each resumption (and the caller's mode back at each yield), as PyTorch's
+        decorators do; ContextDecorator alone would cover only the generator's creation."""
+        if not inspect.isgeneratorfunction(func):
+            return super().__call__(func)
+        mode = self.mode
+
+        @functools.wraps(func)
+        def generator(*args, **kwargs):
+            gen = func(*args, **kwargs)
+            try:
+                with _SetGrad(mode):
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with _SetGrad(mode):
+                            gen.close()
+                        raise
+                    except BaseException as e:   # thrown into this generator: on into func's, in the mode
+                        with _SetGrad(mode):
+                            response = gen.throw(e)
+                    else:
+                        with _SetGrad(mode):
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
+
+        return generator
 
 
 class _NoParamDecorator(_SetGrad):
