@@ -24,7 +24,6 @@ Gradients flow to the input (g @ W, tile by tile, CPU only) and the bias, never 
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,11 +67,6 @@ def _array_module(x):
     from ..backends.cuda_kernels._launch import array_module
 
     return array_module(x)
-
-
-@functools.cache
-def _kernel_input_order(bits: int, in_pad: int, group_len: int) -> np.ndarray | None:
-    return cpu_kernels.input_order(bits, in_pad, group_len)
 
 
 def _cpu_device():
@@ -191,6 +185,7 @@ class QuantLinear(nn.Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.bias = nn.Parameter(zeros_tensor(out_features), requires_grad=False) if bias else None
         self.parts: list[PartInfo] = []
+        self._kernel_layouts: dict = {}   # part -> (its codes array, _kernel_layout's answer)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -516,17 +511,28 @@ class QuantLinear(nn.Module):
                 partial += mins[r0:r1].T.astype(np.float32)[:, :, None] * xsum[:, None, :]
             out[:, r0:r1] = partial.sum(axis=0).T
 
-    def _kernel_matmul(self, i: int, part: PartInfo, xp: np.ndarray, out: np.ndarray) -> None:
-        """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
-        kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
-        of W dequantized by its threads and multiplied with BLAS."""
-        order = _kernel_input_order(part.bits, part.in_pad, part.group_len)
-        xk = xp if order is None else np.take(xp, order, axis=1)
+    def _kernel_layout(self, i: int, part: PartInfo) -> tuple:
+        """(input order, the kernel's layout arguments) of int part i, kept until its buffers are replaced (a
+        decode step calls a layer's parts a hundred times: looking them up each time cost 1-2 ms a step)."""
+        codes = self._raw(i, "codes")
+        hit = self._kernel_layouts.get(i)
+        if hit is not None and hit[0] is codes:
+            return hit[1]
         scales, mins = self._raw(i, "scales"), self._raw(i, "mins")
         offsets = self._raw(i, "zeros") if mins is None else mins
         if scales.dtype == np.uint32:   # float32 scales (and mins) held as their bits
             scales, offsets = scales.view(np.float32), offsets if mins is None else offsets.view(np.float32)
-        layout = (self._raw(i, "codes"), scales, offsets, mins is not None, part.bits, part.group_len)
+        plan = (cpu_kernels.input_order(part.bits, part.in_pad, part.group_len),
+                (codes, scales, offsets, mins is not None, part.bits, part.group_len))
+        self._kernel_layouts[i] = (codes, plan)
+        return plan
+
+    def _kernel_matmul(self, i: int, part: PartInfo, xp: np.ndarray, out: np.ndarray) -> None:
+        """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
+        kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
+        of W dequantized by its threads and multiplied with BLAS."""
+        order, layout = self._kernel_layout(i, part)
+        xk = xp if order is None else np.take(xp, order, axis=1)
         if len(xk) <= KERNEL_MAX_ROWS:
             small = part.rows * part.in_pad * (len(xk) + 2) < KERNEL_SPLIT_WORK
             cpu_kernels.matmul(xk, *layout, out, 1 if small else cpu_kernels.threads())
