@@ -18,7 +18,7 @@ from ..autograd.grad_mode import no_grad
 from ..llm.array_forward import ArrayOps
 from ..llm.threads import decode_threads
 from ..quant import cpu_kernels
-from ..quant.qlinear import QuantLinear
+from ..quant.qlinear import KERNEL_MAX_ROWS, QuantLinear
 from ..tensor import Tensor
 from .engine import AsyncLLMEngine, EngineConfig, LLMEngine
 from .kv_cache import KVCacheSpec
@@ -46,8 +46,9 @@ class TransformerRunner(ModelRunner):
                                          dtype=weight.dtype)
         self.vocab_size = c.vocab_size
         self.max_model_len = c.max_position_embeddings
-        # decode attention on numba's threads only where the model's products run there too (packed weights):
-        # its OpenMP workers spin after a region, and BLAS's threads beside them ran a float32 step 3x slower
+        # decode attention on numba's threads only where the step's products run there too (packed weights, at
+        # most KERNEL_MAX_ROWS tokens): its OpenMP workers spin after a region, and BLAS's threads beside them ran
+        # a float32 step 3x slower
         quantized = any(isinstance(mod, QuantLinear) for mod in model.modules())
         self.attention_threads = cpu_kernels.threads() if quantized and self.device.type == "cpu" else 1
 
@@ -69,9 +70,9 @@ class TransformerRunner(ModelRunner):
             cos = sin = None
             if m.rope is not None:
                 cos, sin = m.rope.tables(batch.positions, like=x)  # (N, 1, head_dim / 2)
+            threads = self.attention_threads if batch.num_tokens <= KERNEL_MAX_ROWS else 1
             meta = AttentionMetadata.build(batch.block_tables, batch.context_lens, batch.query_start_loc,
-                                           self.kv_cache.block_size, self.device.backend.xp,
-                                           threads=self.attention_threads)
+                                           self.kv_cache.block_size, self.device.backend.xp, threads=threads)
             ops = ArrayOps.for_model(m)
             if ops is not None:  # no graph: the layers on arrays (zigtensor.llm.array_forward)
                 logits = self._forward_arrays(ops, x.data, batch, cos, sin, meta)
