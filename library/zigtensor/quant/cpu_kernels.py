@@ -3,8 +3,8 @@ compiled by numba. Weights stay packed in memory; each block of ROW_BLOCK output
 buffer that stays in the L1 cache and multiplied with every input row there, so a batch-8 decode step reads each
 code once and spends most of its time in fused multiply-adds rather than in memory traffic.
 
->>> xk = kernel_input(xp, part_order)            # the input's columns in the order the buffer holds weights
->>> matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks)
+>>> order = input_order(bits, in_pad, group_len)   # the input's columns in the order the buffer holds weights
+>>> matmul(x if order is None else x[:, order], codes, scales, offsets, has_mins, bits, group_len, out, chunks)
 
 Layout (qlinear.py's int parts): codes (rows, in_pad / 2) 4-bit, planar within each group (byte j of a group: its
 column j in the low nibble, column j + half in the high one), or (rows, in_pad) 8-bit; per (row, group) scales
@@ -17,8 +17,8 @@ the dequantization is one straight loop that LLVM vectorizes (8 lanes); a group'
 at most (groups are whole multiples of 32 columns for 4-bit, of 16 for 8-bit), so a 32-byte span holds two
 groups at most and blends their scale and offset arithmetically (STEP) instead of branching, which would stop
 the vectorizer. Loop indices are unsigned: numba's wraparound test for negative signed indices also stops it.
-Measured on the 2-core EPYC VM (one thread): 8.5-9.5 G weights/s dequantized, 35 G multiply-adds/s in the
-4 x 2 register-blocked product.
+Measured on the 2-core EPYC VM (one thread): 8.5 G weights/s dequantized with two groups a span (GGUF's groups of
+32), 10.4 with one (the blend dropped), 35 G multiply-adds/s in the 4 x 2 register-blocked product.
 
 What does not fit (other group lengths, GGUF's raw K-quant blocks, many input rows) stays on qlinear.py's
 NumPy paths. Threads: numba's pool (prange), not CPUBackend.parallel's: with numba's OpenMP layer (the default
@@ -166,22 +166,25 @@ def _dot_block(w, x, out, r0, nrows):
 
 
 @njit(**_JIT)
+def _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r, s_g, o_g, w):
+    """Row r of the part -> w (in_pad,) float32 in input_order's order (s_g, o_g: scratch of n_groups)."""
+    _group_affine(scales[r], offsets[r], has_mins, s_g, o_g)
+    if bits == 4:
+        _dequant4(codes[r], s_g, o_g, group_len // 2, w)
+    else:
+        _dequant8(codes[r], s_g, o_g, group_len, w)
+
+
+@njit(**_JIT)
 def _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop):
     """out[:, start:stop] of matmul, on this thread."""
-    in_pad = xk.shape[1]
-    n_groups = scales.shape[1]
-    w = np.empty((ROW_BLOCK, in_pad), np.float32)
-    s_g = np.empty(n_groups, np.float32)
-    o_g = np.empty(n_groups, np.float32)
+    w = np.empty((ROW_BLOCK, xk.shape[1]), np.float32)
+    s_g = np.empty(scales.shape[1], np.float32)
+    o_g = np.empty(scales.shape[1], np.float32)
     for r0 in range(start, stop, ROW_BLOCK):
         n = min(ROW_BLOCK, stop - r0)
         for i in range(n):
-            r = r0 + i
-            _group_affine(scales[r], offsets[r], has_mins, s_g, o_g)
-            if bits == 4:
-                _dequant4(codes[r], s_g, o_g, group_len // 2, w[i])
-            else:
-                _dequant8(codes[r], s_g, o_g, group_len, w[i])
+            _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r0 + i, s_g, o_g, w[i])
         _dot_block(w, xk, out, r0, n)
 
 
@@ -200,13 +203,6 @@ def matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks):
         _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop)
 
 
-def threads() -> int:
-    """Threads of numba's pool (NUMBA_NUM_THREADS, the CPU count by default)."""
-    from numba import get_num_threads
-
-    return get_num_threads()
-
-
 @njit(**_JIT)
 def dequantize(codes, scales, offsets, has_mins, bits, group_len, start, stop, out):
     """out[: stop - start] = W[start:stop] as float32 (rows, in_pad), columns in input_order's order: what many
@@ -215,13 +211,14 @@ def dequantize(codes, scales, offsets, has_mins, bits, group_len, start, stop, o
     NOTE: on this thread, not numba's pool: its OpenMP threads spin for a while after a region, and the BLAS
     product that follows on the same cores ran 1.5-2x slower next to them (a 64-token SmolLM2 prefill: 543 ms
     against 256 ms); dequantizing is a few percent of that product."""
-    n_groups = scales.shape[1]
-    s_g = np.empty(n_groups, np.float32)
-    o_g = np.empty(n_groups, np.float32)
+    s_g = np.empty(scales.shape[1], np.float32)
+    o_g = np.empty(scales.shape[1], np.float32)
     for r in range(start, stop):
-        _group_affine(scales[r], offsets[r], has_mins, s_g, o_g)
-        if bits == 4:
-            _dequant4(codes[r], s_g, o_g, group_len // 2, out[r - start])
-        else:
-            _dequant8(codes[r], s_g, o_g, group_len, out[r - start])
+        _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r, s_g, o_g, out[r - start])
 
+
+def threads() -> int:
+    """Threads of numba's pool (NUMBA_NUM_THREADS, the CPU count by default)."""
+    from numba import get_num_threads
+
+    return get_num_threads()

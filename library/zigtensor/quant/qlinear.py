@@ -53,9 +53,10 @@ KERNEL_MAX_ROWS = 64
 # multiply-adds (weights x (rows + 2), the 2 for the dequantization) from which the kernel's output rows are split
 # between the cores (cpu_kernels.py: a region costs about 10 us to start)
 KERNEL_SPLIT_WORK = 1 << 18
-# float32 elements of a tile that cpu_kernels.py dequantizes for many input rows (32 MiB: every layer of SmolLM2
-# but its LM head whole; a 3072 x 576 product ran 1.3x slower in 2 MiB tiles, each its own BLAS call)
-KERNEL_TILE_ELEMENTS = 1 << 23
+# float32 elements of a tile that cpu_kernels.py dequantizes for many input rows (8 MiB, a per-thread scratch
+# buffer that stays: every layer of SmolLM2 but its LM head whole; a 3072 x 576 product ran 1.3x slower in 2 MiB
+# tiles, each its own BLAS call)
+KERNEL_TILE_ELEMENTS = 1 << 21
 # GGUF types whose blocks are int parts (a float16 scale per 32, 4-bit nibbles in the planar order, or int8)
 GGUF_INT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
@@ -530,7 +531,7 @@ class QuantLinear(nn.Module):
     def _kernel_matmul(self, i: int, part: PartInfo, xp: np.ndarray, out: np.ndarray) -> None:
         """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
         kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
-        of W dequantized by its threads and multiplied with BLAS."""
+        of W that it dequantizes on this thread, multiplied with BLAS."""
         order, layout = self._kernel_layout(i, part)
         xk = xp if order is None else np.take(xp, order, axis=1)
         if len(xk) <= KERNEL_MAX_ROWS:
