@@ -152,7 +152,7 @@ def _echo_quantization(layers, note: str) -> None:
         what = f"gguf {q.ggml_type}-type blocks" if q.method == "gguf" else f"int{q.bits} layers"
         typer.echo(f"  kernels for {what} by batch rows:")
         rows = [("batch", "cpu", "cuda", "")] + [(str(b), q.kernel(b, "cpu"), q.kernel(b, "cuda"), "")
-                                                 for b in (1, 8, 32, 128)]
+                                                 for b in (1, 8, 32, 256)]
         for line in _table(rows):
             typer.echo(f"    {line}")
 

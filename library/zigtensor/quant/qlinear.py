@@ -46,10 +46,11 @@ CUDA_GEMV_MAX_ROWS = 8
 # batch rows up to which the CPU path runs cpu_kernels.py's kernel (layouts it supports) or multiplies raw codes
 # per group (scales applied to partial sums; other layouts) rather than dequantizing whole tiles: the
 # dequantization passes cost more than the product for a few rows. Measured (2-core EPYC VM, SmolLM2's Q4_1
-# layers): the kernel ran 1.9x float32 BLAS at 4 rows, 1.6x at 8 and 1.05x at 32 (one thread), and beat its own
-# dequantized tiles + BLAS up to 64 rows (0.75 against 1.02 ms for the 960 x 576 q/k/v at 64 rows, two threads)
+# layers): the kernel ran 1.9x float32 BLAS at 4 rows, 1.6x at 8 and 1.05x at 32 (one thread); a whole SmolLM2
+# prefill ran faster on it than on its dequantized tiles + BLAS up to 192 tokens (281 against 372 ms at 128,
+# 516 against 551 at 192, even at 256)
 GROUPED_MAX_ROWS = 16
-KERNEL_MAX_ROWS = 64
+KERNEL_MAX_ROWS = 192
 # multiply-adds (weights x (rows + 2), the 2 for the dequantization) from which the kernel's output rows are split
 # between the cores (cpu_kernels.py: a region costs about 10 us to start)
 KERNEL_SPLIT_WORK = 1 << 18
