@@ -118,3 +118,18 @@ def test_quantlinear_names_the_kernel_it_runs():
     assert layer.kernel_for(1) == layer.kernel_for(KERNEL_MAX_ROWS) == \
         "cpu int4 dequantize-multiply kernel (cpu_kernels.py)"
     assert layer.kernel_for(KERNEL_MAX_ROWS + 1) == "cpu int4 tiles dequantized by cpu_kernels.py + blas gemm"
+
+
+def test_the_kernels_stay_on_one_thread_under_numbas_workqueue_layer():
+    """Where numba falls back to its workqueue layer (no OpenMP, no TBB), a region costs ~270 us and the layer
+    must not be entered from two threads at once: threads() says 1 there, numba's pool size elsewhere."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from zigtensor.quant import cpu_kernels; print(cpu_kernels.threads())"
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"
+    assert cpu_kernels.threads() >= 1

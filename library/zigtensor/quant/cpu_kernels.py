@@ -29,6 +29,8 @@ on two; workqueue, numba's fallback layer, took 272 us).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange, types, uint64
 from numba.extending import overload
@@ -217,8 +219,20 @@ def dequantize(codes, scales, offsets, has_mins, bits, group_len, start, stop, o
         _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r, s_g, o_g, out[r - start])
 
 
-def threads() -> int:
-    """Threads of numba's pool (NUMBA_NUM_THREADS, the CPU count by default)."""
-    from numba import get_num_threads
+@njit(parallel=True, cache=True)
+def _start_pool(n):
+    total = 0
+    for i in prange(n):
+        total += i
+    return total
 
-    return get_num_threads()
+
+@functools.cache
+def threads() -> int:
+    """Threads for the kernels' parallel loops: numba's pool (NUMBA_NUM_THREADS, the CPU count by default), or 1
+    where numba fell back to its workqueue layer (neither OpenMP nor TBB found): a region costs about 270 us
+    there, and two threads must not enter it at once."""
+    from numba import get_num_threads, threading_layer
+
+    _start_pool(1)   # numba picks its threading layer at the first parallel launch
+    return 1 if threading_layer() == "workqueue" else get_num_threads()
