@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-_JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
-_BITS = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+from ..quant.cpu_kernels import HALF_TO_FLOAT, JIT, load
+
 # uint16 bits -> float32 of each 16-bit cache dtype; float32/float64 caches take a one-entry table (unused)
-LUTS = {np.dtype(np.float16): _BITS.view(np.float16).astype(np.float32),
-        np.dtype(ml_dtypes.bfloat16): _BITS.view(ml_dtypes.bfloat16).astype(np.float32)}
+LUTS = {np.dtype(np.float16): HALF_TO_FLOAT,
+        np.dtype(ml_dtypes.bfloat16): np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+        .view(ml_dtypes.bfloat16).astype(np.float32)}
 _NO_LUT = np.zeros(1, np.float32)
 
 
@@ -39,18 +39,6 @@ def cache_view(cache: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if cache.dtype not in (np.float32, np.float64):
         raise TypeError(f"paged attention: cache dtype {cache.dtype}; expected float32, float64, float16 or bfloat16")
     return cache, _NO_LUT
-
-
-def _load(v, lut):
-    """A cache element as float32 (numba-only): uint16 through the table, floats as they are."""
-    raise NotImplementedError
-
-
-@overload(_load)
-def _load_impl(v, lut):
-    if isinstance(v, types.Integer):
-        return lambda v, lut: lut[v]
-    return lambda v, lut: np.float32(v)
 
 
 def decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, threads=1):
@@ -69,7 +57,7 @@ def decode_attention(q, k_cache, v_cache, tokens, tables, context_lens, scale, w
         _jobs(*args, 0, len(tokens) * k_cache.shape[2])
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, chunks):
     jobs = len(tokens) * k_cache.shape[2]
     for c in prange(chunks):
@@ -77,16 +65,16 @@ def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, windo
               jobs * (c + 1) // chunks)
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _read_row(cache, table, pos, kh, lut, row):
     """row = kv head kh of position pos of a sequence (block table `table`), as float32."""
     block_size = cache.shape[1]
     blk, off = table[pos // block_size], pos % block_size
     for d in range(row.shape[0]):
-        row[d] = _load(cache[blk, off, kh, d], lut)
+        row[d] = load(cache[blk, off, kh, d], lut)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, start, stop):
     """Pairs start .. stop - 1 (pair = token index * kv_heads + kv head)."""
     heads, dim = q.shape[1], q.shape[2]

@@ -36,12 +36,13 @@ from numba import njit, prange, types, uint64
 from numba.extending import overload
 
 # float16 bits -> float32, every one of the 65536 patterns (numba has no float16 on the CPU)
-_HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 # 0 for the first 16 bytes of a 32-byte span, 1 for the second: scale = scale_a + (scale_b - scale_a) * STEP
 _STEP = np.repeat(np.array([0.0, 1.0], np.float32), 16)
 # output rows dequantized together: 4 rows x up to 1536 inputs of float32 is 24 KiB, inside a 32 KiB L1
 ROW_BLOCK = 4
-_JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
+# numba options of every CPU kernel (engine/paged_attention_cpu.py's too)
+JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
 
 
 def supports(bits: int, group_len: int) -> bool:
@@ -59,28 +60,29 @@ def input_order(bits: int, in_pad: int, group_len: int) -> np.ndarray | None:
     return np.concatenate([lo, lo + half])
 
 
-def _as_float(v):
-    """A scale or min as float32: uint16 values are float16 bits, float32 ones are themselves (numba-only)."""
+def load(v, lut):
+    """A stored value as float32 (numba-only): a uint16 is the bits of a 16-bit float, looked up in lut
+    (HALF_TO_FLOAT, or another 65536-entry table); floats are themselves."""
     raise NotImplementedError
 
 
-@overload(_as_float)
-def _as_float_impl(v):
+@overload(load)
+def _load_impl(v, lut):
     if isinstance(v, types.Integer) and v.bitwidth == 16:
-        return lambda v: _HALF_TO_FLOAT[v]
-    return lambda v: np.float32(v)
+        return lambda v, lut: lut[v]
+    return lambda v, lut: np.float32(v)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _group_affine(sc_r, zp_r, has_mins, s_out, o_out):
     """Per group of one row: W = code * s + o (o = -zero * s, or the min)."""
     for g in range(s_out.shape[0]):
-        s = _as_float(sc_r[g])
+        s = load(sc_r[g], HALF_TO_FLOAT)
         s_out[g] = s
-        o_out[g] = _as_float(zp_r[g]) if has_mins else -s * np.float32(zp_r[g])
+        o_out[g] = load(zp_r[g], HALF_TO_FLOAT) if has_mins else -s * np.float32(zp_r[g])
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _span4(codes_r, w, nb, s0, n, sa, oa, ds, do):
     """n (32, or 16 at a row's end) bytes from s0: w[k] = low nibble * s + o, w[nb + k] = high nibble * s + o, s
     and o blended from group a to group b at byte 16 (ds = do = 0 where the span is one group: LLVM then drops
@@ -96,7 +98,7 @@ def _span4(codes_r, w, nb, s0, n, sa, oa, ds, do):
         w[nb + k] = hi * s + o
 
 
-@njit(inline="always", **_JIT)
+@njit(inline="always", **JIT)
 def _span8(codes_r, w, s0, n, sa, oa, ds, do):
     """_span4 for 8-bit codes: w[k] = code * s + o."""
     for j in range(n):
@@ -104,7 +106,7 @@ def _span8(codes_r, w, s0, n, sa, oa, ds, do):
         w[k] = np.float32(codes_r[k]) * (sa + ds * _STEP[j]) + (oa + do * _STEP[j])
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dequant4(codes_r, s_g, o_g, half, w):
     """One row of 4-bit codes -> w (in_pad,) float32, low nibbles then high ones (byte-plane order)."""
     nb = uint64(codes_r.shape[0])
@@ -124,7 +126,7 @@ def _dequant4(codes_r, s_g, o_g, half, w):
         _span4(codes_r, w, nb, end, 16, s_g[g], o_g[g], zero, zero)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dequant8(codes_r, s_g, o_g, group_len, w):
     """One row of 8-bit codes -> w (in_pad,) float32 in the stored order."""
     n = uint64(codes_r.shape[0])
@@ -138,7 +140,7 @@ def _dequant8(codes_r, s_g, o_g, group_len, w):
         _span8(codes_r, w, end, 16, s_g[g], o_g[g], np.float32(0.0), np.float32(0.0))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dot_block(w, x, out, r0, nrows):
     """out[m, r0 + i] = w[i] . x[m] for the nrows (<= 4) rows of w, every row m of x: 4 weight rows x 2 input
     rows per pass (eight accumulators, each weight and input load used twice or four times).
@@ -167,7 +169,7 @@ def _dot_block(w, x, out, r0, nrows):
                 out[m + 1, r0 + i] = acc[i][1]
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r, s_g, o_g, w):
     """Row r of the part -> w (in_pad,) float32 in input_order's order (s_g, o_g: scratch of n_groups)."""
     _group_affine(scales[r], offsets[r], has_mins, s_g, o_g)
@@ -177,7 +179,7 @@ def _dequant_row(codes, scales, offsets, has_mins, bits, group_len, r, s_g, o_g,
         _dequant8(codes[r], s_g, o_g, group_len, w)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop):
     """out[:, start:stop] of matmul, on this thread."""
     w = np.empty((ROW_BLOCK, xk.shape[1]), np.float32)
@@ -190,7 +192,7 @@ def _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, sta
         _dot_block(w, xk, out, r0, n)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks):
     """out (M, rows) = xk @ W.T, W the int part's rows dequantized (see the module docstring), its rows cut into
     `chunks` runs of whole row blocks, one per thread of numba's pool.
@@ -205,7 +207,7 @@ def matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks):
         _matmul_rows(xk, codes, scales, offsets, has_mins, bits, group_len, out, start, stop)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def dequantize(codes, scales, offsets, has_mins, bits, group_len, start, stop, out):
     """out[: stop - start] = W[start:stop] as float32 (rows, in_pad), columns in input_order's order: what many
     input rows (a prefill) multiply with BLAS.
