@@ -7,10 +7,10 @@ heads that share that key-value head. engine/paged_attention.py calls it; prefil
 Why a kernel: NumPy's path gathered every decode's blocks into a padded copy and ran one tiny matrix product per
 (sequence, key-value head) pair, a BLAS call each; a SmolLM2 batch-8 decode step spent 9.8 ms of its 60 ms
 there. Here a pair is 3 dot products and 3 weighted sums per key, one pass over the keys for the scores and one
-for the values, four keys at a time, with an exp of our own that vectorizes (numba's calls libm's scalar expf):
-in that step a layer's call went from 390 to 250 us (in-engine mean over a run, on two threads). The pairs run on numba's threads when the model's products do (packed weights: its OpenMP
-workers are awake then), else on the calling thread: after a region they spin, and a float32 model's BLAS
-threads beside them ran its step 3x slower (the runner decides, AttentionMetadata carries it).
+for the values, four keys at a time, with an exp of our own that vectorizes (numba's calls libm's scalar expf).
+The pairs run on numba's threads when the model's products do (packed weights: its OpenMP workers are awake
+then), else on the calling thread: after a region they spin, and a float32 model's BLAS threads beside them ran
+its step 3x slower (the runner decides, AttentionMetadata carries it).
 
 A token's result depends only on its own query and context (its keys in position order, summed in that order),
 never on the rest of the batch: the same request gives the same bits alone or batched. Caches of 16-bit floats
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
 from ..quant.cpu_kernels import HALF_TO_FLOAT, JIT, load
 
@@ -99,36 +98,12 @@ def _exp_(x, bits):
         x[j] = p * scaled[j]
 
 
-def _quad(cache, table, first, j0, keys, kh, lut, rows):
-    """Kv head kh of keys j0 .. j0 + 3 (of keys first .. first + keys - 1 of the sequence with block table
-    `table`) as four float32 rows (numba-only): views into a float32 cache, else converted into `rows` (4, dim).
-    Past the last key the last one repeats, so a quad is always four rows."""
-    raise NotImplementedError
-
-
 @njit(inline="always", **JIT)
-def _key(cache, table, first, j, keys, kh):
-    """Kv head kh of key j (the last key for j past it): a view of its row in the cache."""
-    block_size = cache.shape[1]
+def _slot(tables, i, first, j, keys, block_size):
+    """(block, offset in it) of key j of sequence i (its keys first .. first + keys - 1); past the last key, the
+    last one, so that a quad is always four keys."""
     pos = first + min(j, keys - 1)
-    return cache[table[pos // block_size], pos % block_size, kh]
-
-
-@overload(_quad, inline="always")
-def _quad_impl(cache, table, first, j0, keys, kh, lut, rows):
-    if cache.dtype == types.float32:
-        def views(cache, table, first, j0, keys, kh, lut, rows):
-            return (_key(cache, table, first, j0, keys, kh), _key(cache, table, first, j0 + 1, keys, kh),
-                    _key(cache, table, first, j0 + 2, keys, kh), _key(cache, table, first, j0 + 3, keys, kh))
-        return views
-
-    def converted(cache, table, first, j0, keys, kh, lut, rows):
-        for r in range(4):
-            src, dst = _key(cache, table, first, j0 + r, keys, kh), rows[r]
-            for d in range(dst.shape[0]):
-                dst[d] = load(src[d], lut)
-        return rows[0], rows[1], rows[2], rows[3]
-    return converted
+    return tables[i, pos // block_size], pos % block_size
 
 
 @njit(**JIT)
@@ -137,11 +112,11 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
 
     Keys and values go four at a time (a quad): each query head's four dot products run side by side in one
     loop over head_dim, and each output row takes four weighted value rows a pass. One dot product a key spent
-    most of its time in the latency of its one sum and in the horizontal add at its end (measured 2x slower)."""
+    most of its time in the latency of its one sum and in the horizontal add at its end (measured 2x slower).
+    Rows are reached by indexing the 4-D cache, never as views (numba counts references on each view)."""
     heads, dim = q.shape[1], q.shape[2]
-    kv_heads = k_cache.shape[2]
+    block_size, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
-    rows = np.empty((4, dim), np.float32)
     most = 0
     for job in range(start, stop):
         most = max(most, context_lens[job // kv_heads])
@@ -152,20 +127,22 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
         t, length = tokens[i], context_lens[i]
         first = max(0, length - window) if window > 0 else 0
         keys = length - first
-        table = tables[i]
         for j0 in range(0, keys, 4):
-            k0, k1, k2, k3 = _quad(k_cache, table, first, j0, keys, kh, lut, rows)
+            b0, o0 = _slot(tables, i, first, j0, keys, block_size)
+            b1, o1 = _slot(tables, i, first, j0 + 1, keys, block_size)
+            b2, o2 = _slot(tables, i, first, j0 + 2, keys, block_size)
+            b3, o3 = _slot(tables, i, first, j0 + 3, keys, block_size)
             for g in range(group):
-                qv = q[t, kh * group + g]
+                h = kh * group + g
                 s0 = s1 = s2 = s3 = np.float32(0.0)
                 for d in range(dim):
-                    x = qv[d]
-                    s0 += x * k0[d]
-                    s1 += x * k1[d]
-                    s2 += x * k2[d]
-                    s3 += x * k3[d]
-                sg = scores[g]
-                sg[j0], sg[j0 + 1], sg[j0 + 2], sg[j0 + 3] = s0 * scale, s1 * scale, s2 * scale, s3 * scale
+                    x = q[t, h, d]
+                    s0 += x * load(k_cache[b0, o0, kh, d], lut)
+                    s1 += x * load(k_cache[b1, o1, kh, d], lut)
+                    s2 += x * load(k_cache[b2, o2, kh, d], lut)
+                    s3 += x * load(k_cache[b3, o3, kh, d], lut)
+                scores[g, j0], scores[g, j0 + 1] = s0 * scale, s1 * scale
+                scores[g, j0 + 2], scores[g, j0 + 3] = s2 * scale, s3 * scale
         for g in range(group):
             sg = scores[g, :keys]
             m = sg[0]
@@ -181,15 +158,17 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
             for j in range(keys):
                 sg[j] *= inv
             for j in range(keys, (keys + 3) // 4 * 4):
-                scores[g, j] = 0   # the repeated rows of the last quad weigh nothing
-            o = out[t, kh * group + g]
+                scores[g, j] = 0   # the repeated keys of the last quad weigh nothing
             for d in range(dim):
-                o[d] = 0
+                out[t, kh * group + g, d] = 0
         for j0 in range(0, keys, 4):
-            v0, v1, v2, v3 = _quad(v_cache, table, first, j0, keys, kh, lut, rows)
+            b0, o0 = _slot(tables, i, first, j0, keys, block_size)
+            b1, o1 = _slot(tables, i, first, j0 + 1, keys, block_size)
+            b2, o2 = _slot(tables, i, first, j0 + 2, keys, block_size)
+            b3, o3 = _slot(tables, i, first, j0 + 3, keys, block_size)
             for g in range(group):
-                o = out[t, kh * group + g]
-                sg = scores[g]
-                p0, p1, p2, p3 = sg[j0], sg[j0 + 1], sg[j0 + 2], sg[j0 + 3]
+                h = kh * group + g
+                p0, p1, p2, p3 = scores[g, j0], scores[g, j0 + 1], scores[g, j0 + 2], scores[g, j0 + 3]
                 for d in range(dim):
-                    o[d] += p0 * v0[d] + p1 * v1[d] + p2 * v2[d] + p3 * v3[d]
+                    out[t, h, d] += (p0 * load(v_cache[b0, o0, kh, d], lut) + p1 * load(v_cache[b1, o1, kh, d], lut)
+                                     + p2 * load(v_cache[b2, o2, kh, d], lut) + p3 * load(v_cache[b3, o3, kh, d], lut))
