@@ -5,6 +5,8 @@ span, 1 to 9 and 33 input rows, the rows split into several chunks, a strided ou
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,19 @@ def test_the_kernels_stay_on_one_thread_under_numbas_workqueue_layer():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "1"
     assert cpu_kernels.threads() >= 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc")
+def test_asking_for_the_thread_count_starts_no_openmp_team():
+    """threads() runs on the main thread (the engine's runner calls it at load); an OpenMP team started there would
+    sit beside the engine thread's, and libgomp then parks its workers between regions (a batch-8 SmolLM2 step
+    40-47 ms instead of 26-34): it must load the threading layer without starting threads."""
+    import subprocess
+    import sys
+
+    code = ("import os, numpy; from zigtensor.quant import cpu_kernels; before = len(os.listdir('/proc/self/task')); "
+            "n = cpu_kernels.threads(); print(n, before, len(os.listdir('/proc/self/task')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    n, before, after = map(int, out.stdout.split()[-3:])
+    assert n >= 1 and after == before
