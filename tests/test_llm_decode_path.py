@@ -110,10 +110,16 @@ def test_silu_mul_matches_silu_without_overflow_warnings():
     ops = array_forward.ArrayOps(zt.device("cpu"))
     gate = np.linspace(-300, 300, 2001, dtype=np.float32)
     up = np.linspace(-2, 2, 2001, dtype=np.float32)
-    want = gate.astype(np.float64) / (1 + np.exp(-gate.astype(np.float64))) * up
+    def silu_times(g, u):
+        g = g.astype(np.float64)
+        return g / (1 + np.exp(-g)) * u
+
+    h = np.stack([np.concatenate([gate, up]), np.concatenate([gate[::-1], up])])[:, None]   # (2, 1, 2 * 2001)
     with np.errstate(over="raise", divide="raise", invalid="raise"):  # NumPy warns of these by default
-        got = ops.silu_mul(gate, up)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)
+        got = ops.silu_mul(h, 2001)
+    assert got.shape == (2, 1, 2001)
+    np.testing.assert_allclose(got[0, 0], silu_times(gate, up), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(got[1, 0], silu_times(gate[::-1], up), rtol=1e-6, atol=1e-30)
 
 
 @pytest.mark.parametrize("kind", ["llama_gqa", "gpt2"])

@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 from numba import njit, prange
 
-from ..quant.cpu_kernels import HALF_TO_FLOAT, JIT, load
+from ..backends.numba_kernels import HALF_TO_FLOAT, JIT, exp_, load
 
 # uint16 bits -> float32 of each 16-bit cache dtype; float32/float64 caches take a one-entry table (unused)
 LUTS = {np.dtype(np.float16): HALF_TO_FLOAT,
@@ -64,38 +64,6 @@ def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, windo
     for c in prange(chunks):
         _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out, lut, jobs * c // chunks,
               jobs * (c + 1) // chunks)
-
-
-# exp's range reduction: x = n ln2 + r, ln2 in two parts so that n * LN2_HI is exact (Cody and Waite)
-_LOG2E = np.float32(1.4426950408889634)
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
-
-
-@njit(**JIT)
-def _exp_(x, bits):
-    """x = exp(x) in place for x <= 88 (below -87, 2^-126 times the polynomial: exp's value there is under
-    float32's normal range and a softmax weight of 0 either way); bits: int32 scratch of x's length.
-
-    Why not np.exp: numba calls libm's scalar expf for it (5 ns an element here, no SVML), while these two
-    loops vectorize: 2^n is built as float bits in `bits` and read back through a float32 view, the one bit
-    cast the vectorizer takes. Relative error under 3.1e-7 over [-87, 88] (float64 oracle, in the tests)."""
-    scaled = bits.view(np.float32)
-    for j in range(x.shape[0]):
-        v = min(max(x[j], np.float32(-87.0)), np.float32(88.0))
-        n = np.floor(v * _LOG2E + np.float32(0.5))
-        x[j] = v - n * _LN2_HI - n * _LN2_LO   # r in [-ln2 / 2, ln2 / 2]
-        bits[j] = (np.int32(n) + np.int32(127)) << np.int32(23)
-    for j in range(x.shape[0]):
-        r = x[j]  # exp(r) by its Taylor polynomial of degree 7 (the first term left out is under 6e-9)
-        p = np.float32(1 / 5040) * r + np.float32(1 / 720)
-        p = p * r + np.float32(1 / 120)
-        p = p * r + np.float32(1 / 24)
-        p = p * r + np.float32(1 / 6)
-        p = p * r + np.float32(0.5)
-        p = p * r + np.float32(1.0)
-        p = p * r + np.float32(1.0)
-        x[j] = p * scaled[j]
 
 
 @njit(inline="always", **JIT)
@@ -150,7 +118,7 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
                 m = max(m, sg[j])
             for j in range(keys):
                 sg[j] -= m
-            _exp_(sg, bits[:keys])
+            exp_(sg, bits[:keys])
             total = np.float32(0.0)
             for j in range(keys):
                 total += sg[j]

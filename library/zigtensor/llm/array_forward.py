@@ -27,6 +27,7 @@ from ..dtypes import float32
 from ..nn import functional as F
 from ..quant.qlinear import QuantLinear
 from ..tensor import Tensor
+from . import array_kernels
 
 
 class ArrayOps:
@@ -66,20 +67,16 @@ class ArrayOps:
         return out.reshape(x.shape[:-1] + w.shape[:1])
 
     def norm(self, m, x):
-        """m(x) for the model's norms: RMSNorm by the formula of the CPU backend's rms_norm_forward in fewer
-        calls (a row's x . x in one vecdot, 1 / sqrt(mean + eps), two products), anything else as a module."""
+        """m(x) for the model's norms: RMSNorm by array_kernels.rms_norm (the formula of the CPU backend's
+        rms_norm_forward in one pass a row), anything else as a module."""
         weight = m.weight if type(m) is nn.RMSNorm else None
-        if weight is None or m.normalized_shape != x.shape[-1:]:
+        if weight is None or m.normalized_shape != x.shape[-1:] or x.dtype != np.float32:
             return m(self.wrap(x)).data
-        xp = self.xp
-        rstd = xp.vecdot(x, x)[..., None]
-        rstd *= 1.0 / x.shape[-1]
-        rstd += m.eps if m.eps is not None else float(np.finfo(x.dtype).eps)
-        xp.sqrt(rstd, out=rstd)
-        xp.divide(1.0, rstd, out=rstd)
-        out = x * rstd
-        out *= weight.data
-        return out
+        eps = m.eps if m.eps is not None else float(np.finfo(x.dtype).eps)
+        rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        out = np.empty_like(rows)
+        array_kernels.rms_norm(rows, weight.data, np.float32(eps), out)
+        return out.reshape(x.shape)
 
     def rotary(self, cos, sin):
         """The rotation tables of a step from RotaryEmbedding.tables' cos and sin (..., 1, head_dim / 2), or None
@@ -112,26 +109,18 @@ class ArrayOps:
         h = self.linear(mlp.c_fc, x)
         if not mlp.gated:
             h = mlp.act(self.wrap(h)).data
-        elif mlp.act is F.silu:
-            h = self.silu_mul(h[..., :mlp.hidden], h[..., mlp.hidden:])
+        elif mlp.act is F.silu and h.dtype == np.float32:
+            h = self.silu_mul(h, mlp.hidden)
         else:
             h = mlp.act(self.wrap(h[..., :mlp.hidden])).data * h[..., mlp.hidden:]
         return self.linear(mlp.c_proj, h)
 
-    def silu_mul(self, gate, up):
-        """silu(gate) * up = gate / (1 + exp(-gate)) * up.
-
-        NOTE: exp rather than SwiGLU's tanh form: NumPy's float32 exp is about twice as fast as its tanh here,
-        and the MLP's activation is the largest elementwise op of a decode step. exp(-gate) overflows to inf for
-        gate < -88, where gate / inf = -0 is silu's limit: the overflow is expected, not reported."""
-        xp = self.xp
-        e = xp.negative(gate)
-        with xp.errstate(over="ignore"):
-            xp.exp(e, out=e)
-        e += 1
-        out = xp.divide(gate, e, out=e)
-        out *= up
-        return out
+    def silu_mul(self, h, hidden: int):
+        """silu(gate) * up for h = [gate, up] (..., 2 * hidden) float32, by array_kernels.silu_mul."""
+        rows = np.ascontiguousarray(h.reshape(-1, h.shape[-1]))
+        out = np.empty((rows.shape[0], hidden), np.float32)
+        array_kernels.silu_mul(rows, hidden, out, np.empty(2 * hidden, np.int32))
+        return out.reshape(h.shape[:-1] + (hidden,))
 
     def softmax_(self, scores, scale: float, bias):
         """softmax(scores * scale + bias) over the last axis, in place (bias: an additive mask or None)."""

@@ -35,17 +35,14 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, prange, types, uint64
-from numba.extending import overload
+from numba import njit, prange, uint64
 
-# float16 bits -> float32, every one of the 65536 patterns (numba has no float16 on the CPU)
-HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+from ..backends.numba_kernels import HALF_TO_FLOAT, JIT, load
+
 # 0 for the first 16 bytes of a 32-byte span, 1 for the second: scale = scale_a + (scale_b - scale_a) * STEP
 _STEP = np.repeat(np.array([0.0, 1.0], np.float32), 16)
 # output rows dequantized together: 4 rows x up to 1536 inputs of float32 is 24 KiB, inside a 32 KiB L1
 ROW_BLOCK = 4
-# numba options of every CPU kernel (engine/paged_attention_cpu.py's too)
-JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
 
 
 def supports(bits: int, group_len: int) -> bool:
@@ -61,19 +58,6 @@ def input_order(bits: int, in_pad: int, group_len: int) -> np.ndarray | None:
     b = np.arange(in_pad // 2)
     lo = (b // half) * group_len + b % half
     return np.concatenate([lo, lo + half])
-
-
-def load(v, lut):
-    """A stored value as float32 (numba-only): a uint16 is the bits of a 16-bit float, looked up in lut
-    (HALF_TO_FLOAT, or another 65536-entry table); floats are themselves."""
-    raise NotImplementedError
-
-
-@overload(load)
-def _load_impl(v, lut):
-    if isinstance(v, types.Integer) and v.bitwidth == 16:
-        return lambda v, lut: lut[v]
-    return lambda v, lut: np.float32(v)
 
 
 @njit(inline="always", **JIT)

@@ -1,0 +1,60 @@
+"""What every numba kernel of zigtensor shares: its compile options, loads of 16-bit floats held as their bits,
+and an exp that vectorizes. Kernels: quant/cpu_kernels.py (packed weights), engine/paged_attention_cpu.py (decode
+attention), llm/array_kernels.py (the array path's RMSNorm and gated SiLU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+# float16 bits -> float32, every one of the 65536 patterns (numba has no float16 on the CPU)
+HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+# numba options of every CPU kernel
+JIT = dict(nogil=True, fastmath=True, boundscheck=False, cache=True)
+
+
+def load(v, lut):
+    """A stored value as float32 (numba-only): a uint16 is the bits of a 16-bit float, looked up in lut
+    (HALF_TO_FLOAT, or another 65536-entry table); floats are themselves."""
+    raise NotImplementedError
+
+
+@overload(load)
+def _load_impl(v, lut):
+    if isinstance(v, types.Integer) and v.bitwidth == 16:
+        return lambda v, lut: lut[v]
+    return lambda v, lut: np.float32(v)
+
+
+# exp's range reduction: x = n ln2 + r, ln2 in two parts so that n * LN2_HI is exact (Cody and Waite)
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+
+
+@njit(**JIT)
+def exp_(x, bits):
+    """x = exp(x) in place for x <= 88 (below -87, 2^-126 times the polynomial: exp's value there is under
+    float32's normal range and a softmax weight of 0 either way); bits: int32 scratch of x's length.
+
+    Why not np.exp: numba calls libm's scalar expf for it (5 ns an element here, no SVML), while these two
+    loops vectorize: 2^n is built as float bits in `bits` and read back through a float32 view, the one bit
+    cast the vectorizer takes. Relative error under 3.1e-7 over [-87, 88] (float64 oracle, in the tests)."""
+    scaled = bits.view(np.float32)
+    for j in range(x.shape[0]):
+        v = min(max(x[j], np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(v * _LOG2E + np.float32(0.5))
+        x[j] = v - n * _LN2_HI - n * _LN2_LO   # r in [-ln2 / 2, ln2 / 2]
+        bits[j] = (np.int32(n) + np.int32(127)) << np.int32(23)
+    for j in range(x.shape[0]):
+        r = x[j]  # exp(r) by its Taylor polynomial of degree 7 (the first term left out is under 6e-9)
+        p = np.float32(1 / 5040) * r + np.float32(1 / 720)
+        p = p * r + np.float32(1 / 120)
+        p = p * r + np.float32(1 / 24)
+        p = p * r + np.float32(1 / 6)
+        p = p * r + np.float32(0.5)
+        p = p * r + np.float32(1.0)
+        p = p * r + np.float32(1.0)
+        x[j] = p * scaled[j]
