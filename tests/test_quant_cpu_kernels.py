@@ -53,14 +53,13 @@ def test_matmul_against_the_layout_definition(bits, group_len, in_pad, has_mins,
     for rows in (1, 7, 65):
         codes, scales, offsets = _part(rng, rows, in_pad, bits, group_len, has_mins, half_scales)
         w = _reference(codes, scales, offsets, has_mins, bits, group_len)
-        order = cpu_kernels.input_order(bits, in_pad, group_len)
+        order = cpu_kernels.kernel_order(bits, in_pad, group_len)   # the kernel gathers x's columns itself
         for m in (1, 2, 3, 8, 9, 33):
             x = rng.standard_normal((m, in_pad)).astype(np.float32)
-            xk = x if order is None else np.ascontiguousarray(x[:, order])
             want = x.astype(np.float64) @ w.T
             for chunks in (1, 2, 3):
                 out = np.full((m, rows), np.nan, np.float32)
-                cpu_kernels.matmul(xk, codes, scales, offsets, has_mins, bits, group_len, out, chunks)
+                cpu_kernels.matmul(x, order, codes, scales, offsets, has_mins, bits, group_len, out, chunks)
                 np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
                                            err_msg=f"rows {rows} m {m} chunks {chunks}")
 
@@ -83,7 +82,7 @@ def test_int32_zero_points_and_a_strided_output():
     x = rng.standard_normal((4, 256)).astype(np.float32)
     full = np.zeros((4, 25), np.float32)
     out = full[:, 3:13]   # a view with the row stride of the whole
-    cpu_kernels.matmul(x, codes, scales, offsets, False, 8, 64, out, 2)
+    cpu_kernels.matmul(x, cpu_kernels.kernel_order(8, 256, 64), codes, scales, offsets, False, 8, 64, out, 2)
     want = x.astype(np.float64) @ _reference(codes, scales, offsets, False, 8, 64).T
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     assert not full[:, :3].any() and not full[:, 13:].any()
@@ -100,13 +99,13 @@ def test_a_row_computes_the_same_alone_or_batched():
     promise that a greedy request decodes the same tokens alone or batched holds on the quantized path too."""
     rng = np.random.default_rng(11)
     codes, scales, offsets = _part(rng, 37, 576, 4, 32, True, True)
-    order = cpu_kernels.input_order(4, 576, 32)
-    x = np.ascontiguousarray(rng.standard_normal((9, 576)).astype(np.float32)[:, order])
+    order = cpu_kernels.kernel_order(4, 576, 32)
+    x = rng.standard_normal((9, 576)).astype(np.float32)
     batched = np.empty((9, 37), np.float32)
-    cpu_kernels.matmul(x, codes, scales, offsets, True, 4, 32, batched, 2)
+    cpu_kernels.matmul(x, order, codes, scales, offsets, True, 4, 32, batched, 2)
     for m in range(9):
         alone = np.empty((1, 37), np.float32)
-        cpu_kernels.matmul(x[m:m + 1], codes, scales, offsets, True, 4, 32, alone, 1)
+        cpu_kernels.matmul(x[m:m + 1], order, codes, scales, offsets, True, 4, 32, alone, 1)
         np.testing.assert_array_equal(alone[0], batched[m])
 
 

@@ -156,3 +156,21 @@ def test_gradients_flow_to_the_input_and_bias_as_torch_computes_them(batch):
     torch.nn.functional.linear(tx, torch.from_numpy(layer.dequantize()), tb).backward(torch.from_numpy(g))
     np.testing.assert_allclose(xt.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(layer.bias.grad.numpy(), tb.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_few_row_kernel_path_covers_every_part():
+    """Few input rows of a layer whose parts all run cpu_kernels.matmul go through one plan kept per layer
+    (quant/qlinear.py's _kernel_plan), each part into its own output columns; a part with an act-order column
+    gather sends the layer down the general loop instead (test_leading_dims_and_parts_of_different_layouts)."""
+    rng = np.random.default_rng(21)
+    parts = [_weight(rng, 24, 64, 4, 32, name="a"), _weight(rng, 8, 64, 8, 32, name="b"),
+             _weight(rng, 12, 64, 4, 64, name="c")]
+    layer = QuantLinear.from_weights(parts)
+    assert len(layer.parts) == 3 and layer._kernel_plan() is not None
+    for batch in (1, 3, KERNEL_MAX_ROWS):
+        x = rng.standard_normal((batch, 64)).astype(np.float32)
+        y = layer(zt.tensor(x)).numpy()
+        assert y.shape == (batch, 44)
+        np.testing.assert_allclose(y, _reference(parts, x, None), rtol=1e-4, atol=1e-4)
+    gathered = QuantLinear.from_weights([_weight(rng, 8, 64, 4, 32, act_order=True, name="d")])
+    assert gathered._kernel_plan() is None

@@ -71,6 +71,12 @@ def _array_module(x):
     return array_module(x)
 
 
+def _kernel_chunks(work: int, m: int) -> int:
+    """Threads for a kernel product of `work` weights (rows x in_pad) and m input rows: one below
+    KERNEL_SPLIT_WORK, where a parallel region costs more than it saves."""
+    return 1 if work * (m + 2) < KERNEL_SPLIT_WORK else cpu_kernels.threads()
+
+
 def _cpu_device():
     from ..device import device
 
@@ -188,6 +194,7 @@ class QuantLinear(nn.Module):
         self.bias = nn.Parameter(zeros_tensor(out_features), requires_grad=False) if bias else None
         self.parts: list[PartInfo] = []
         self._kernel_layouts: dict = {}   # part -> (its codes array, _kernel_layout's answer)
+        self._plan: tuple | None = None    # (every part's codes array, _kernel_plan's answer)
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -514,8 +521,9 @@ class QuantLinear(nn.Module):
             out[:, r0:r1] = partial.sum(axis=0).T
 
     def _kernel_layout(self, i: int, part: PartInfo) -> tuple:
-        """(input order, the kernel's layout arguments) of int part i, kept until its buffers are replaced (a
-        decode step calls a layer's parts a hundred times: looking them up each time cost 1-2 ms a step)."""
+        """(input order or None, the same as cpu_kernels.matmul takes it, the kernel's layout arguments) of int part
+        i, kept until its buffers are replaced (a decode step calls a layer's parts a hundred times: looking them
+        up each time cost 1-2 ms a step)."""
         codes = self._raw(i, "codes")
         hit = self._kernel_layouts.get(i)
         if hit is not None and hit[0] is codes:
@@ -525,20 +533,42 @@ class QuantLinear(nn.Module):
         if scales.dtype == np.uint32:   # float32 scales (and mins) held as their bits
             scales, offsets = scales.view(np.float32), offsets if mins is None else offsets.view(np.float32)
         plan = (cpu_kernels.input_order(part.bits, part.in_pad, part.group_len),
+                cpu_kernels.kernel_order(part.bits, part.in_pad, part.group_len),
                 (codes, scales, offsets, mins is not None, part.bits, part.group_len))
         self._kernel_layouts[i] = (codes, plan)
+        return plan
+
+    def _kernel_plan(self) -> list | None:
+        """[(first output row, rows, kernel order, layout, rows * in_pad)] of the parts when every one runs
+        cpu_kernels.matmul on the input as given (int parts of its layouts, no column gather or padding), else
+        None; rebuilt when a part's codes are replaced. The few-row path of _cpu_matmul: a decode step's 121
+        products each spent 10-15 us in the general loop's lookups."""
+        codes = tuple(self._raw(i, "codes") for i in range(len(self.parts)))
+        hit = self._plan
+        if hit is not None and len(hit[0]) == len(codes) and all(a is b for a, b in zip(hit[0], codes)):
+            return hit[1]
+        plan, row = [], 0
+        for i, part in enumerate(self.parts):
+            if (part.kind != "int" or not cpu_kernels.supports(part.bits, part.group_len)
+                    or self._raw(i, "cols") is not None):
+                plan = None
+                break
+            _, order, layout = self._kernel_layout(i, part)
+            plan.append((row, part.rows, order, layout, part.rows * part.in_pad))
+            row += part.rows
+        self._plan = (codes, plan)
         return plan
 
     def _kernel_matmul(self, i: int, part: PartInfo, xp: np.ndarray, out: np.ndarray) -> None:
         """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
         kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
         of W that it dequantizes on this thread, multiplied with BLAS."""
-        order, layout = self._kernel_layout(i, part)
-        xk = xp if order is None else np.take(xp, order, axis=1)
-        if len(xk) <= KERNEL_MAX_ROWS:
-            small = part.rows * part.in_pad * (len(xk) + 2) < KERNEL_SPLIT_WORK
-            cpu_kernels.matmul(xk, *layout, out, 1 if small else cpu_kernels.threads())
+        order, kernel_order, layout = self._kernel_layout(i, part)
+        if len(xp) <= KERNEL_MAX_ROWS:
+            cpu_kernels.matmul(np.ascontiguousarray(xp), kernel_order, *layout, out,
+                               _kernel_chunks(part.rows * part.in_pad, len(xp)))
             return
+        xk = xp if order is None else np.take(xp, order, axis=1)
         backend = _cpu_device().backend
         tile_rows = max(1, min(part.rows, KERNEL_TILE_ELEMENTS // part.in_pad))
         buf = _scratch_buffer(tile_rows * part.in_pad)
@@ -552,6 +582,12 @@ class QuantLinear(nn.Module):
         """x2 float32 (M, in) -> (M, out), tile by tile."""
         m = x2.shape[0]
         out = np.empty((m, self.out_features), dtype=np.float32)
+        plan = self._kernel_plan() if m <= KERNEL_MAX_ROWS else None
+        if plan is not None:
+            x2 = np.ascontiguousarray(x2)
+            for row, rows, order, layout, work in plan:
+                cpu_kernels.matmul(x2, order, *layout, out[:, row:row + rows], _kernel_chunks(work, m))
+            return out
         x_ext: list = []
         row = 0
         for i, part in enumerate(self.parts):
