@@ -69,9 +69,19 @@ def _in_parallel(q, k_cache, v_cache, tokens, tables, context_lens, scale, windo
 @njit(inline="always", **JIT)
 def _slot(tables, i, first, j, keys, block_size):
     """(block, offset in it) of key j of sequence i (its keys first .. first + keys - 1); past the last key, the
-    last one, so that a quad is always four keys."""
+    last one."""
     pos = first + min(j, keys - 1)
     return tables[i, pos // block_size], pos % block_size
+
+
+@njit(inline="always", **JIT)
+def _quad(tables, i, first, j0, keys, block_size):
+    """(block, offset) of keys j0 .. j0 + 3, flattened; a quad past the last key repeats it, so it is always four."""
+    b0, o0 = _slot(tables, i, first, j0, keys, block_size)
+    b1, o1 = _slot(tables, i, first, j0 + 1, keys, block_size)
+    b2, o2 = _slot(tables, i, first, j0 + 2, keys, block_size)
+    b3, o3 = _slot(tables, i, first, j0 + 3, keys, block_size)
+    return b0, o0, b1, o1, b2, o2, b3, o3
 
 
 @njit(**JIT)
@@ -96,10 +106,7 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
         first = max(0, length - window) if window > 0 else 0
         keys = length - first
         for j0 in range(0, keys, 4):
-            b0, o0 = _slot(tables, i, first, j0, keys, block_size)
-            b1, o1 = _slot(tables, i, first, j0 + 1, keys, block_size)
-            b2, o2 = _slot(tables, i, first, j0 + 2, keys, block_size)
-            b3, o3 = _slot(tables, i, first, j0 + 3, keys, block_size)
+            b0, o0, b1, o1, b2, o2, b3, o3 = _quad(tables, i, first, j0, keys, block_size)
             for g in range(group):
                 h = kh * group + g
                 s0 = s1 = s2 = s3 = np.float32(0.0)
@@ -130,10 +137,7 @@ def _jobs(q, k_cache, v_cache, tokens, tables, context_lens, scale, window, out,
             for d in range(dim):
                 out[t, kh * group + g, d] = 0
         for j0 in range(0, keys, 4):
-            b0, o0 = _slot(tables, i, first, j0, keys, block_size)
-            b1, o1 = _slot(tables, i, first, j0 + 1, keys, block_size)
-            b2, o2 = _slot(tables, i, first, j0 + 2, keys, block_size)
-            b3, o3 = _slot(tables, i, first, j0 + 3, keys, block_size)
+            b0, o0, b1, o1, b2, o2, b3, o3 = _quad(tables, i, first, j0, keys, block_size)
             for g in range(group):
                 h = kh * group + g
                 p0, p1, p2, p3 = scores[g, j0], scores[g, j0 + 1], scores[g, j0 + 2], scores[g, j0 + 3]

@@ -521,9 +521,9 @@ class QuantLinear(nn.Module):
             out[:, r0:r1] = partial.sum(axis=0).T
 
     def _kernel_layout(self, i: int, part: PartInfo) -> tuple:
-        """(input order or None, the same as cpu_kernels.matmul takes it, the kernel's layout arguments) of int part
-        i, kept until its buffers are replaced (a decode step calls a layer's parts a hundred times: looking them
-        up each time cost 1-2 ms a step)."""
+        """(input order as cpu_kernels.matmul takes it, the kernel's layout arguments) of int part i, kept until its
+        buffers are replaced (a decode step calls a layer's parts a hundred times: looking them up each time cost
+        1-2 ms a step)."""
         codes = self._raw(i, "codes")
         hit = self._kernel_layouts.get(i)
         if hit is not None and hit[0] is codes:
@@ -532,8 +532,7 @@ class QuantLinear(nn.Module):
         offsets = self._raw(i, "zeros") if mins is None else mins
         if scales.dtype == np.uint32:   # float32 scales (and mins) held as their bits
             scales, offsets = scales.view(np.float32), offsets if mins is None else offsets.view(np.float32)
-        plan = (cpu_kernels.input_order(part.bits, part.in_pad, part.group_len),
-                cpu_kernels.kernel_order(part.bits, part.in_pad, part.group_len),
+        plan = (cpu_kernels.kernel_order(part.bits, part.in_pad, part.group_len),
                 (codes, scales, offsets, mins is not None, part.bits, part.group_len))
         self._kernel_layouts[i] = (codes, plan)
         return plan
@@ -553,7 +552,7 @@ class QuantLinear(nn.Module):
                     or self._raw(i, "cols") is not None):
                 plan = None
                 break
-            _, order, layout = self._kernel_layout(i, part)
+            order, layout = self._kernel_layout(i, part)
             plan.append((row, part.rows, order, layout, part.rows * part.in_pad))
             row += part.rows
         self._plan = (codes, plan)
@@ -563,12 +562,12 @@ class QuantLinear(nn.Module):
         """out (M, part.rows) = xp @ W.T on cpu_kernels.py: up to KERNEL_MAX_ROWS rows its dequantize-multiply
         kernel (output rows split between numba's threads when the part is large enough to pay for it); more, tiles
         of W that it dequantizes on this thread, multiplied with BLAS."""
-        order, kernel_order, layout = self._kernel_layout(i, part)
+        order, layout = self._kernel_layout(i, part)
         if len(xp) <= KERNEL_MAX_ROWS:
-            cpu_kernels.matmul(np.ascontiguousarray(xp), kernel_order, *layout, out,
+            cpu_kernels.matmul(np.ascontiguousarray(xp), order, *layout, out,
                                _kernel_chunks(part.rows * part.in_pad, len(xp)))
             return
-        xk = xp if order is None else np.take(xp, order, axis=1)
+        xk = np.take(xp, order, axis=1) if len(order) else xp
         backend = _cpu_device().backend
         tile_rows = max(1, min(part.rows, KERNEL_TILE_ELEMENTS // part.in_pad))
         buf = _scratch_buffer(tile_rows * part.in_pad)
