@@ -1,0 +1,152 @@
+"""Float32 kernels of CPUBackend compiled by numba, each one pass over a piece where its NumPy form
+(cpu_kernels.py, which calls these for float32 and keeps the NumPy form for float64) makes five to eight:
+
+>>> gelu_tanh(x, out, saved)                       # out = gelu(x), saved = sigmoid(2u): 1-D float32 pieces
+>>> gelu_tanh_backward(g, x, saved, out)           # out = g * gelu'(x)
+>>> causal_softmax(s, r0, window, inv_total)       # s (n, rows, keys) -> exp(s - shift) where causal
+
+Why: NumPy's float32 exp is libm's scalar one here (no SVML below AVX-512), and every ufunc streams its piece
+once more; numba_kernels.exp_ vectorizes. Each kernel releases the GIL (JIT's nogil), so CPUBackend.parallel runs
+them on all cores, piece by piece, as it ran the NumPy forms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, uint64
+
+from .numba_kernels import JIT, exp_, exp_poly, exp_reduce
+
+# JIT's fast-math without "arcp": a division stays a correctly rounded one (vdivps) rather than a reciprocal
+# estimate refined once, 1 ulp off at times: gelu_tanh_backward's (1 - s) turns a sigmoid 1 ulp under 1 into a
+# gradient off by 7e-5 at x = 17 (x s (1 - s) 2u' there multiplies that ulp by 1200)
+_JIT = dict(JIT, fastmath={"nnan", "ninf", "nsz", "contract", "afn", "reassoc"})
+_C = np.float32(math.sqrt(2.0 / math.pi))
+_K = np.float32(0.044715)
+
+
+@njit(**_JIT)
+def gelu_tanh(x, out, saved):
+    """out = x * s and saved = s, s = sigmoid(2u) = 1 / (1 + exp(-2u)), u = C (x + K x^3): 0.5 x (1 + tanh(u)).
+    exp(-2u) is capped near 1.7e38 for very negative x, where s is then under 1e-38 and x * s is -0 or tiny."""
+    n = x.shape[0]
+    for j in range(n):
+        v = x[j]
+        saved[j] = np.float32(-2.0) * _C * (v + _K * v * v * v)
+    exp_(saved, np.empty(n, np.int32))
+    for j in range(n):
+        s = np.float32(1.0) / (np.float32(1.0) + saved[j])
+        saved[j] = s
+        out[j] = x[j] * s
+
+
+@njit(**_JIT)
+def gelu_tanh_backward(g, x, saved, out):
+    """out = g * (s + x s (1 - s) 2u'), s = gelu_tanh's saved, 2u' = 2 C (1 + 3 K x^2)."""
+    for j in range(x.shape[0]):
+        v, s = x[j], saved[j]
+        du = np.float32(2.0) * _C + np.float32(6.0) * _C * _K * v * v
+        out[j] = g[j] * (s + v * s * (np.float32(1.0) - s) * du)
+
+
+@njit(**_JIT)
+def causal_softmax(s, r0, window, inv_total):
+    """For each of the n row blocks of s (n, rows, keys), row i the query r0 + i, which sees the keys from
+    first = r0 + i + 1 - window (0 for window 0: all before it) to r0 + i: those become exp(s - shift), the others
+    0; inv_total (n, rows) = 1 / the row's sum. The caller divides (the softmax is s * inv_total).
+
+    The shift is the row's diagonal score (query r0 + i against key r0 + i, never masked), so the sum is >= 1;
+    a row with a score more than 64 above it is shifted again by its maximum, so nothing overflows. NOTE: not
+    the maximum in the first place: numba's max reduction stays scalar (LLVM vectorizes a float max only for
+    functions marked free of NaNs, which numba does not do), 1 ns a score, where the count of large ones
+    vectorizes. exp's two halves are inlined here: a call to exp_ per row cost more than the row's exps (rows
+    here are 64 to 128 scores; 237 -> 133 us a block of 2048 rows)."""
+    n, rows, keys = s.shape
+    bits = np.empty(keys, np.int32)
+    scaled = bits.view(np.float32)
+    for a in range(n):
+        for i in range(rows):
+            row = s[a, i]
+            # NOTE: unsigned indices: numba's test for negative ones would keep these loops scalar
+            last = uint64(min(r0 + i + 1, keys))
+            first = uint64(max(0, r0 + i + 1 - window) if window > 0 else 0)
+            for j in range(first):
+                row[j] = 0
+            for j in range(last, uint64(keys)):
+                row[j] = 0
+            shift = row[last - uint64(1)]
+            large = 0
+            for j in range(first, last):
+                large += np.int32(row[j] - shift > np.float32(64.0))
+            if large:
+                for j in range(first, last):
+                    shift = max(shift, row[j])
+            for j in range(first, last):
+                row[j], bits[j] = exp_reduce(row[j] - shift)
+            total = np.float32(0.0)
+            for j in range(first, last):
+                e = exp_poly(row[j]) * scaled[j]
+                row[j] = e
+                total += e
+            inv_total[a, i] = np.float32(1.0) / total
+
+
+@njit(**_JIT)
+def layer_norm_rows(x, weight, bias, eps, out, xhat, rstd):
+    """cpu_kernels.layer_norm_rows for float32 rows x (n, C): xhat = (x - mean) * rstd, out = xhat * weight +
+    bias (weight, bias None or (C,)), rstd (n, 1); xhat None where out is it (NOTE: two names for one array
+    make LLVM's alias test fail at run time and take its scalar loop, 2.5x slower). The variance is the mean of squared
+    deviations (two passes over the row, as the NumPy form), not E[x^2] - mean^2, which cancels."""
+    n, c = x.shape
+    inv_c = np.float32(1.0) / np.float32(c)
+    for i in range(n):
+        m = np.float32(0.0)
+        for j in range(c):
+            m += x[i, j]
+        m *= inv_c
+        var = np.float32(0.0)
+        for j in range(c):
+            d = x[i, j] - m
+            var += d * d
+        r = np.float32(1.0) / np.sqrt(var * inv_c + np.float32(eps))
+        rstd[i, 0] = r
+        for j in range(c):
+            h = (x[i, j] - m) * r
+            if xhat is not None:
+                xhat[i, j] = h
+            if weight is not None:
+                h = h * weight[j]
+            if bias is not None:
+                h = h + bias[j]
+            out[i, j] = h
+
+
+@njit(**_JIT)
+def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums):
+    """cpu_kernels.layer_norm_backward_rows for float32 rows (n, C): dx = rstd (gw - mean(gw) - xhat mean(gw
+    xhat)), gw = g * weight, written over g where dx is None (see layer_norm_rows' NOTE); sums (2, C) += the
+    column sums of g * xhat and of g, unless None."""
+    n, c = xhat.shape
+    inv_c = np.float32(1.0) / np.float32(c)
+    for i in range(n):
+        if sums is not None:
+            for j in range(c):
+                sums[0, j] += g[i, j] * xhat[i, j]
+                sums[1, j] += g[i, j]
+        m1 = np.float32(0.0)
+        m2 = np.float32(0.0)
+        for j in range(c):
+            gw = g[i, j] * weight[j] if weight is not None else g[i, j]
+            m1 += gw
+            m2 += gw * xhat[i, j]
+        m1 *= inv_c
+        m2 *= inv_c
+        r = rstd[i, 0]
+        for j in range(c):
+            gw = g[i, j] * weight[j] if weight is not None else g[i, j]
+            if dx is None:
+                g[i, j] = (gw - m1 - xhat[i, j] * m2) * r
+            else:
+                dx[i, j] = (gw - m1 - xhat[i, j] * m2) * r
