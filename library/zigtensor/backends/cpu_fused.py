@@ -17,29 +17,38 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from .numba_kernels import JIT, exp_, exp_poly, exp_reduce
+from .numba_kernels import JIT, exp_poly, exp_reduce
 
 # JIT's fast-math without "arcp": a division stays a correctly rounded one (vdivps) rather than a reciprocal
 # estimate refined once, 1 ulp off at times: gelu_tanh_backward's (1 - s) turns a sigmoid 1 ulp under 1 into a
 # gradient off by 7e-5 at x = 17 (x s (1 - s) 2u' there multiplies that ulp by 1200)
 _JIT = dict(JIT, fastmath={"nnan", "ninf", "nsz", "contract", "afn", "reassoc"})
+# no fast-math: every operation rounded as NumPy's ufuncs round it (no fused multiply-adds), for kernels that
+# must give the NumPy form's bits
+_EXACT = dict(JIT, fastmath=False)
 _C = np.float32(math.sqrt(2.0 / math.pi))
 _K = np.float32(0.044715)
+SPAN = 2048  # elements of gelu_tanh's inner spans (its scratch: 16 KiB)
 
 
 @njit(**_JIT)
 def gelu_tanh(x, out, saved):
     """out = x * s and saved = s, s = sigmoid(2u) = 1 / (1 + exp(-2u)), u = C (x + K x^3): 0.5 x (1 + tanh(u)).
-    exp(-2u) is capped near 1.7e38 for very negative x, where s is then under 1e-38 and x * s is -0 or tiny."""
-    n = x.shape[0]
-    for j in range(n):
-        v = x[j]
-        saved[j] = np.float32(-2.0) * _C * (v + _K * v * v * v)
-    exp_(saved, np.empty(n, np.int32))
-    for j in range(n):
-        s = np.float32(1.0) / (np.float32(1.0) + saved[j])
-        saved[j] = s
-        out[j] = x[j] * s
+    exp(-2u) is capped near 1.7e38 for very negative x, where s is then under 1e-38 and x * s is -0 or tiny.
+    In spans of SPAN elements, whose exp halves' scratch stays in the L1 cache (a piece's 1 MiB arrays do not)."""
+    n = uint64(x.shape[0])
+    r = np.empty(SPAN, np.float32)
+    bits = np.empty(SPAN, np.int32)
+    scaled = bits.view(np.float32)
+    for s0 in range(uint64(0), n, uint64(SPAN)):
+        m = min(uint64(SPAN), n - s0)
+        for j in range(m):
+            v = x[s0 + j]
+            r[j], bits[j] = exp_reduce(np.float32(-2.0) * _C * (v + _K * v * v * v))
+        for j in range(m):
+            s = np.float32(1.0) / (np.float32(1.0) + exp_poly(r[j]) * scaled[j])
+            saved[s0 + j] = s
+            out[s0 + j] = x[s0 + j] * s
 
 
 @njit(**_JIT)
@@ -150,3 +159,27 @@ def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums):
                 g[i, j] = (gw - m1 - xhat[i, j] * m2) * r
             else:
                 dx[i, j] = (gw - m1 - xhat[i, j] * m2) * r
+
+
+@njit(**_EXACT)
+def adam(p, g, m, v, vmax, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, keep, decoupled,
+         maximize, step_size, inv_bc2_sqrt):
+    """optim.Adam's update of one float32 parameter in one pass (its NumPy form makes about ten), with the same
+    bits: the same operations in the same order, each rounded to float32 (_EXACT), the scalars rounded as NumPy
+    rounds them against float32 arrays. p, g, m (exp_avg), v (exp_avg_sq) and vmax (max_exp_avg_sq, or None
+    without amsgrad) flat and contiguous; keep = 1 - lr * weight_decay (AdamW's decay), step_size = lr / (1 -
+    beta1^t), inv_bc2_sqrt = 1 / sqrt(1 - beta2^t)."""
+    for j in range(p.shape[0]):
+        gj = -g[j] if maximize else g[j]
+        if weight_decay != 0 and decoupled:
+            p[j] *= keep
+        elif weight_decay != 0:
+            gj = gj + weight_decay * p[j]
+        mj = m[j] * beta1 + one_minus_beta1 * gj
+        vj = v[j] * beta2 + one_minus_beta2 * (gj * gj)
+        m[j] = mj
+        v[j] = vj
+        if vmax is not None:
+            vj = max(vmax[j], vj)
+            vmax[j] = vj
+        p[j] -= mj / (np.sqrt(vj) * inv_bc2_sqrt + eps) * step_size

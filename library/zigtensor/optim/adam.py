@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..creation import zeros_like
 from .optimizer import Optimizer, check_range
 
@@ -45,6 +47,17 @@ class Adam(Optimizer):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         state["step"] += 1
         t = state["step"]
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        vmax = state["max_exp_avg_sq"].data if group["amsgrad"] else None
+        if _compiled(xp, p, g, m, v, vmax):  # float32 on the CPU: the same bits in one compiled pass
+            from ..backends import cpu_fused
+
+            f32 = np.float32
+            cpu_fused.adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                           None if vmax is None else vmax.reshape(-1), f32(b1), f32(1 - b1), f32(b2), f32(1 - b2),
+                           f32(eps), f32(wd), f32(1 - lr * wd), self.decoupled, group["maximize"],
+                           f32(lr / (1 - b1**t)), f32(1 / math.sqrt(1 - b2**t)))
+            return
         if group["maximize"]:
             g = -g
         if wd:
@@ -52,13 +65,11 @@ class Adam(Optimizer):
                 p *= 1 - lr * wd
             else:
                 g = g + wd * p
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         m *= b1
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * (g * g)
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"].data
+        if vmax is not None:
             xp.maximum(vmax, v, out=vmax)
             v = vmax
         step_size = lr / (1 - b1**t)
@@ -102,3 +113,8 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
                  maximize=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+def _compiled(xp, *arrays) -> bool:
+    """Whether backends.cpu_fused.adam takes these arrays (None for an absent one): NumPy, float32, contiguous."""
+    return xp is np and all(a is None or (a.dtype == np.float32 and a.flags.c_contiguous) for a in arrays)
