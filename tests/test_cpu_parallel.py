@@ -290,3 +290,40 @@ def test_cross_entropy_kernels_split_between_threads_match_torch(monkeypatch, sm
     tl.backward(torch.tensor(g) if reduction == "none" else None)
     np.testing.assert_allclose(loss.numpy(), tl.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("case", ["conv_batched", "conv", "conv_groups"])
+def test_conv_split_over_images_matches_torch(monkeypatch, threads, case):
+    """Conv's chunks of images run on the cores (forward, input and weight gradients, each core's weight
+    gradient summed in order): against PyTorch, on a batch that spreads over every core count."""
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    rng = np.random.default_rng(7)
+    c_in, c_out, groups = {"conv_batched": (1, 8, 1), "conv": (6, 10, 1), "conv_groups": (6, 4, 2)}[case]
+    x = rng.standard_normal((9, c_in, 12, 11)).astype(np.float32)
+    w = (rng.standard_normal((c_out, c_in // groups, 3, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    g = rng.standard_normal((9, c_out, 6, 6)).astype(np.float32)
+    zx, zw, zb = (zt.tensor(a, requires_grad=True) for a in (x, w, b))
+    F.conv2d(zx, zw, zb, stride=2, padding=1, groups=groups).backward(zt.tensor(g))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.conv2d(tx, tw, tb, stride=2, padding=1, groups=groups).backward(torch.tensor(g))
+    for z, t in ((zx, tx), (zw, tw), (zb, tb)):
+        np.testing.assert_allclose(z.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_pool_split_over_images_matches_torch(monkeypatch, threads, kwargs):
+    """MaxPool's images on the cores (64K elements a core at least): values, and gradients also where windows
+    overlap."""
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, 16, 32, 32)).astype(np.float32)
+    zx, tx = zt.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    zy, ty = F.max_pool2d(zx, **kwargs), torch.nn.functional.max_pool2d(tx, **kwargs)
+    np.testing.assert_array_equal(zy.numpy(), ty.detach().numpy())
+    g = rng.standard_normal(ty.shape).astype(np.float32)
+    zy.backward(zt.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(zx.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-6)

@@ -201,6 +201,10 @@ class CPUBackend:
         dw = None if weight is None else (gf * xhat).reshape(-1, xf.shape[-1]).sum(0).astype(weight.dtype)
         return dx.astype(x.dtype, copy=False), dw
 
+    def threads(self) -> int:
+        """The cores parallel() splits work between."""
+        return _cpu_count()
+
     def parallel(self, fn, n: int, grain: int = 1) -> None:
         """fn(start, stop) over [0, n) in one contiguous chunk per core (chunks of at least `grain` items): one
         chunk on this thread, the others on the pool's threads; returns when all are done, raising the first

@@ -110,18 +110,24 @@ class Conv(Function):
         self.cols = cols
         out = xp.empty((n, o, oh, ow), dtype=x.dtype)
         self.batched = batched = groups == 1 and rows <= BATCHED_CONV_MAX_ROWS and x.dtype in _BLAS_FLOATS
-        for s, e in _image_chunks(n, rows * p * x.dtype.itemsize):
-            _write_windows(x[s:e], geom, 0, windows[:, :, :, s:e].transpose(3, 0, 1, 2, 4, 5))
-            chunk = cols[:, :, s * p : e * p]
-            if batched:
-                images = chunk[0].reshape(rows, e - s, p).transpose(1, 0, 2)  # (images, rows, oh * ow)
-                xp.matmul(wmat[0], images, out=out[s:e].reshape(e - s, o, p))
-                continue
-            y = self.device.backend.matmul(wmat, chunk).reshape(o, e - s, oh, ow).transpose(1, 0, 2, 3)
-            if b is None or ones_row:
-                out[s:e] = y
-            else:
-                xp.add(y, b.reshape(1, o, 1, 1), out=out[s:e])
+        backend = self.device.backend
+        chunks = _image_chunks(n, rows * p * x.dtype.itemsize, _threads(backend))
+
+        def run(c0, c1):
+            for s, e in chunks[c0:c1]:
+                _write_windows(x[s:e], geom, 0, windows[:, :, :, s:e].transpose(3, 0, 1, 2, 4, 5))
+                chunk = cols[:, :, s * p : e * p]
+                if batched:
+                    images = chunk[0].reshape(rows, e - s, p).transpose(1, 0, 2)  # (images, rows, oh * ow)
+                    xp.matmul(wmat[0], images, out=out[s:e].reshape(e - s, o, p))
+                    continue
+                y = backend.matmul(wmat, chunk).reshape(o, e - s, oh, ow).transpose(1, 0, 2, 3)
+                if b is None or ones_row:
+                    out[s:e] = y
+                else:
+                    xp.add(y, b.reshape(1, o, 1, 1), out=out[s:e])
+
+        _over_chunks(backend, run, len(chunks))
         return out
 
     def backward(self, g):
@@ -132,7 +138,8 @@ class Conv(Function):
             needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
             grads = self.device.backend.conv2d_backward(g.data, x.data, w.data, geom, groups, needs)
             return (*(None if a is None else Tensor._wrap(a, self.device) for a in grads), None, None)
-        xp, mm = self.xp, self.device.backend.matmul
+        xp, backend = self.xp, self.device.backend
+        mm = backend.matmul
         n, c, h, wd = x.shape
         o, k = w.shape[0], math.prod(w.shape[1:])
         (kh, kw), (oh, ow) = geom.kernel, geom.out
@@ -145,9 +152,12 @@ class Conv(Function):
         if need_w:
             if self.batched:  # one product per image, summed: the windows have too few rows for one product
                 images = self.cols[0].reshape(rows, n, p).transpose(1, 2, 0)  # (N, oh * ow, rows)
-                gwb = xp.matmul(g.data.reshape(n, o, p), images).sum(0)[None]
-            else:
-                gwb = mm(g2, self.cols.transpose(0, 2, 1))  # (g, O/g, C/g * kh * kw [+ 1: the bias column])
+                gy = g.data.reshape(n, o, p)
+                gwb = _summed_over_images(backend, lambda s, e: xp.matmul(gy[s:e], images[s:e]).sum(0), n)[None]
+            else:  # (g, O/g, C/g * kh * kw [+ 1: the bias column]), each core the product over its images
+                cols_t = self.cols.transpose(0, 2, 1)
+                gwb = _summed_over_images(backend, lambda s, e: mm(g2[:, :, s * p : e * p], cols_t[:, s * p : e * p]),
+                                          n)
             gw = xp.ascontiguousarray(gwb[..., :k]).reshape(w.shape)
             if need_b and self.ones_row:
                 gb = gwb[0, :, k].copy()
@@ -158,9 +168,14 @@ class Conv(Function):
         if x.requires_grad:
             gx = xp.empty((n, c, h, wd), dtype=g.dtype.np)
             w_t = w.data.reshape(groups, o // groups, k).transpose(0, 2, 1)
-            for s, e in _image_chunks(n, k * p * gx.itemsize):
-                gcols = mm(w_t, g2[:, :, s * p : e * p])  # (g, C/g * kh * kw, images * oh * ow)
-                _fold(xp, gcols.reshape(c, kh, kw, e - s, oh, ow), geom, (h, wd), True, gx[s:e], True)
+            chunks = _image_chunks(n, k * p * gx.itemsize, _threads(backend))
+
+            def run(c0, c1):
+                for s, e in chunks[c0:c1]:
+                    gcols = mm(w_t, g2[:, :, s * p : e * p])  # (g, C/g * kh * kw, images * oh * ow)
+                    _fold(xp, gcols.reshape(c, kh, kw, e - s, oh, ow), geom, (h, wd), True, gx[s:e], True)
+
+            _over_chunks(backend, run, len(chunks))
         wrap = Tensor._wrap
         return (None if gx is None else wrap(gx, self.device), None if gw is None else wrap(gw, self.device),
                 None if gb is None else wrap(gb, self.device), None, None)
@@ -189,16 +204,58 @@ class Conv(Function):
         self.cols = None
 
 
-def _image_chunks(n: int, bytes_per_image: int):
-    """(start, stop) ranges over n images, each about CONV_CHUNK_BYTES of windows (at least one image).
+def _image_chunks(n: int, bytes_per_image: int, parts: int = 1):
+    """(start, stop) ranges over n images, each about CONV_CHUNK_BYTES of windows (at least one image), and at
+    least `parts` of them where there are that many images (one or more per core: _over_chunks).
 
     NOTE: the windows of a chunk are written and then read by its matmul (or, in backward, made by its
     matmul and then folded) while they are still in the CPU caches, instead of a round trip through memory
     for the whole batch: the 32->64 3x3 conv of a batch of 64 14x14 images does its forward about 15%
     faster, and its input gradient about 10% faster.
     """
-    step = max(1, CONV_CHUNK_BYTES // max(1, bytes_per_image))
+    step = min(max(1, CONV_CHUNK_BYTES // max(1, bytes_per_image)), max(1, -(-n // parts)))
     return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _threads(backend) -> int:
+    """The cores the backend splits work between (1 for a backend without a pool: CUDA)."""
+    threads = getattr(backend, "threads", None)
+    return threads() if threads is not None else 1
+
+
+def _over_chunks(backend, run, chunks: int, grain: int = 1) -> None:
+    """run(c0, c1) over [0, chunks) (chunks of images, or images), a run of at least `grain` per core where the
+    backend has a pool (the CPU: NumPy's ufuncs and BLAS release the GIL), else at once.
+
+    NOTE: a conv's products are 3-D (groups first), which the CPU backend's matmul runs on the calling
+    thread: before, a conv ran its chunks one after another on one core (the 32->64 conv of the CNN recipe
+    made 18 of its 41 ms a step that way), and pooling its images likewise."""
+    parallel = getattr(backend, "parallel", None)
+    if parallel is None or chunks < 2:
+        run(0, chunks)
+    else:
+        parallel(run, chunks, grain=grain)
+
+
+def _image_grain(image_elements: int) -> int:
+    """Images per core at least, for elementwise work: about 64K elements (a hand-off costs tens of us)."""
+    return max(1, (1 << 16) // max(1, image_elements))
+
+
+def _summed_over_images(backend, product, n: int):
+    """The sum of product(start, stop) over one range of the n images per core, added in range order (the same
+    bits run after run on one machine)."""
+    ranges = max(1, min(n, _threads(backend)))
+    parts: dict = {}
+
+    def run(c0, c1):
+        parts[c0] = product(n * c0 // ranges, n * c1 // ranges)
+
+    _over_chunks(backend, run, ranges)
+    total = None
+    for c in sorted(parts):
+        total = parts[c] if total is None else total + parts[c]
+    return total
 
 
 def _clip(offset: int, stride: int, count: int, size: int):
@@ -347,16 +404,25 @@ def _offset_view(p, geom, i: int, j: int):
     return p[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
 
 
-def _window_max(xp, p, geom, need_index: bool = True):
+def _window_max(xp, p, geom, need_index: bool = True, out=None):
     """The max of each window of the padded p (N, C, Hp, Wp), a running maximum over the kh*kw offset views,
-    and (with need_index) the position i * kw + j of each window's first maximum, else None. A NaN is the
-    maximum (and propagates), the last NaN where there are several: PyTorch's picks."""
+    and (with need_index) the position i * kw + j of each window's first maximum, else None; written into out
+    = (max, position) arrays when given. A NaN is the maximum (and propagates), the last NaN where there are
+    several: PyTorch's picks."""
     kh, kw = geom.kernel
     views = [_offset_view(p, geom, i, j) for i in range(kh) for j in range(kw)]
-    best = views[0].copy() if len(views) == 1 else None
-    idx = later = step = None
+    best = idx = later = step = None
+    if out is not None:
+        best, idx = out
+    if len(views) == 1 and best is None:
+        best = views[0].copy()
+    elif len(views) == 1:
+        best[...] = views[0]
     if need_index:
-        idx = xp.zeros(views[0].shape, dtype=xp.uint8 if len(views) <= 256 else xp.int32)
+        if idx is None:
+            idx = xp.zeros(views[0].shape, dtype=_window_index_dtype(xp, geom))
+        else:
+            idx[...] = 0
         later, step = xp.empty(idx.shape, dtype=bool), xp.empty_like(idx)
     for k in range(1, len(views)):
         prev = views[0] if k == 1 else best
@@ -370,14 +436,20 @@ def _window_max(xp, p, geom, need_index: bool = True):
     if need_index and best.dtype.kind in "fV" and xp.isnan(best).any():  # rare: the position of the last NaN
         nan = xp.isnan(best)
         for k, view in enumerate(views):
-            idx = xp.where(nan & xp.isnan(view), k, idx)
+            idx[...] = xp.where(nan & xp.isnan(view), k, idx)
     return best, idx
 
 
-def _max_unpool(xp, g, idx, geom, shape):
+def _window_index_dtype(xp, geom):
+    """The dtype of _window_max's positions: one byte for up to 256 taps."""
+    return xp.uint8 if geom.kernel[0] * geom.kernel[1] <= 256 else xp.int32
+
+
+def _max_unpool(xp, g, idx, geom, shape, backend=None):
     """MaxPool's gradient on arrays: g (N, C, oh, ow) sent to each window's first maximum (position idx) in
     a fresh (N, C, H, W) array: per window offset, one strided write of g where idx points there (windows
-    that do not overlap), or one strided add (windows that do)."""
+    that do not overlap), or one strided add (windows that do); the images split between the backend's cores
+    (_over_chunks)."""
     n, c, h, w = shape
     (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw), (oh, ow) = geom
     hp, wp = h + pt + pb, w + pl + pr
@@ -386,14 +458,18 @@ def _max_unpool(xp, g, idx, geom, shape):
     # once, so the result needs no zero fill
     tiles = (dh, dw) == (1, 1) and (sh, sw) == (kh, kw) and (oh * sh, ow * sw) == (hp, wp)
     dx = (xp.empty if tiles else xp.zeros)((n, c, hp, wp), dtype=g.dtype)
-    hit = xp.empty(g.shape, dtype=bool)
-    for k in range(kh * kw):
-        view = _offset_view(dx, geom, k // kw, k % kw)
-        xp.equal(idx, k, out=hit)
-        if overlap:
-            view += g * hit
-        else:
-            xp.multiply(g, hit, out=view)
+
+    def images(i, j):
+        hit = xp.empty(g[i:j].shape, dtype=bool)
+        for k in range(kh * kw):
+            view = _offset_view(dx[i:j], geom, k // kw, k % kw)
+            xp.equal(idx[i:j], k, out=hit)
+            if overlap:
+                view += g[i:j] * hit
+            else:
+                xp.multiply(g[i:j], hit, out=view)
+
+    _over_chunks(backend, images, n, _image_grain(c * hp * wp))
     if (hp, wp) != (h, w):
         dx = xp.ascontiguousarray(dx[:, :, pt : pt + h, pl : pl + w])
     return dx
@@ -408,13 +484,23 @@ class MaxPool(Function):
     """
 
     def forward(self, a, geom, pad_value, need_index):
-        best, self.idx = _window_max(self.xp, _pad(self.xp, a, geom.pads, pad_value), geom, need_index)
+        xp = self.xp
+        p = _pad(xp, a, geom.pads, pad_value)
+        n, c = p.shape[:2]
+        best = xp.empty((n, c) + tuple(geom.out), dtype=p.dtype)
+        self.idx = xp.empty(best.shape, dtype=_window_index_dtype(xp, geom)) if need_index else None
+
+        def images(i, j):
+            _window_max(xp, p[i:j], geom, need_index, (best[i:j], None if self.idx is None else self.idx[i:j]))
+
+        _over_chunks(self.device.backend, images, n, _image_grain(p[0].size))
         return best
 
     def backward(self, g):
         x, geom, _, _ = self.inputs
         if not GradMode.enabled:
-            return Tensor._wrap(_max_unpool(self.xp, g.data, self.idx, geom, x.shape), self.device), None, None, None
+            dx = _max_unpool(self.xp, g.data, self.idx, geom, x.shape, self.device.backend)
+            return Tensor._wrap(dx, self.device), None, None, None
         # create_graph: a one-hot of each window's maximum times g, folded back: Tensor ops, differentiable
         n, c = g.shape[:2]
         kh, kw = geom.kernel
