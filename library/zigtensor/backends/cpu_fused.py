@@ -1,12 +1,14 @@
-"""Float32 kernels of CPUBackend compiled by numba, each one pass over a piece where its NumPy form
-(cpu_kernels.py, which calls these for float32 and keeps the NumPy form for float64) makes five to eight:
+"""Kernels of CPUBackend's training path compiled by numba, each one pass over a piece where its NumPy form makes
+five to ten (float32; float64 keeps the NumPy forms, exact to its rounding for the finite-difference checks):
 
->>> gelu_tanh(x, out, saved)                       # out = gelu(x), saved = sigmoid(2u): 1-D float32 pieces
->>> gelu_tanh_backward(g, x, saved, out)           # out = g * gelu'(x)
->>> causal_softmax(s, r0, window, inv_total)       # s (n, rows, keys) -> exp(s - shift) where causal
+>>> gelu_tanh(x, out, saved)                   # out = gelu(x), saved = sigmoid(2u): 1-D pieces (cpu_kernels.gelu)
+>>> gelu_tanh_backward(g, x, saved, out)       # out = g * gelu'(x)
+>>> causal_softmax(s, r0, window, inv_total)   # s (n, rows, keys) -> exp(s - shift) where causal (causal_attention)
+>>> layer_norm_rows(x, w, b, eps, out, xhat, rstd), layer_norm_backward_rows(g, xhat, w, rstd, dx, sums)
+>>> adam(p, g, m, v, vmax, ...)                # one parameter's Adam/AdamW step, the NumPy form's bits (optim.adam)
 
 Why: NumPy's float32 exp is libm's scalar one here (no SVML below AVX-512), and every ufunc streams its piece
-once more; numba_kernels.exp_ vectorizes. Each kernel releases the GIL (JIT's nogil), so CPUBackend.parallel runs
+once more; numba_kernels' exp vectorizes. Each kernel releases the GIL (JIT's nogil), so CPUBackend.parallel runs
 them on all cores, piece by piece, as it ran the NumPy forms.
 """
 
@@ -67,7 +69,7 @@ def causal_softmax(s, r0, window, inv_total):
     0; inv_total (n, rows) = 1 / the row's sum. The caller divides (the softmax is s * inv_total).
 
     The shift is the row's diagonal score (query r0 + i against key r0 + i, never masked), so the sum is >= 1;
-    a row with a score more than 64 above it is shifted again by its maximum, so nothing overflows. NOTE: not
+    a row with a score more than 64 above it is shifted by its maximum instead, so nothing overflows. NOTE: not
     the maximum in the first place: numba's max reduction stays scalar (LLVM vectorizes a float max only for
     functions marked free of NaNs, which numba does not do), 1 ns a score, where the count of large ones
     vectorizes. exp's two halves are inlined here: a call to exp_ per row cost more than the row's exps (rows
