@@ -118,11 +118,15 @@ def test_no_bias(kind):
     check_against_torch(t, z, _input(True, False), _states(kind, 2, 1, True))
 
 
+@pytest.mark.parametrize("with_states", [False, True])
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_float32(kind):
+def test_float32(kind, with_states):
+    """float32 (the LSTM's compiled cell, backends/cpu_fused.py), with and without initial states; inputs scaled
+    up so that gates saturate and the activations' tails are reached."""
     t, z = make_pair(kind, dtype=torch.float32, num_layers=2, bidirectional=True)
-    x = _input(True, False).astype(np.float32)
-    check_against_torch(t, z, x, None, tol=dict(atol=1e-5, rtol=1e-4))
+    x = (_input(True, False) * 4).astype(np.float32)
+    states = [(s * 3).astype(np.float32) for s in _states(kind, 2, 2, True)] if with_states else None
+    check_against_torch(t, z, x, states, tol=dict(atol=1e-5, rtol=1e-4))
     out, _ = z(zt.tensor(x))
     assert out.dtype is zt.float32
 

@@ -47,3 +47,28 @@ def test_array_path_rms_norm_takes_strided_rows():
     got = ArrayOps(zt.device("cpu")).norm(m, x)
     want = x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+def test_tanh_from_exp_halves_is_within_a_few_ulp_of_float64():
+    """numba_kernels.tanh_parts (the LSTM cell's tanh): relative error small also near 0, where 1 - 2 / (exp(2x)
+    + 1) would cancel, and exactly +-1 far out."""
+    from numba import njit
+
+    from zigtensor.backends.numba_kernels import exp_reduce, tanh_parts
+
+    @njit
+    def tanh(x, out, bits):
+        scaled = bits.view(np.float32)
+        r = np.empty_like(x)
+        for j in range(x.shape[0]):
+            r[j], bits[j] = exp_reduce(np.float32(2.0) * x[j])
+        for j in range(x.shape[0]):
+            out[j] = tanh_parts(r[j], scaled[j])
+
+    tiny = np.geomspace(1e-30, 1, 2000)
+    x = np.concatenate([np.linspace(-50, 50, 100_001), tiny, -tiny, [0.0]]).astype(np.float32)
+    got = np.empty_like(x)
+    tanh(x, got, np.empty(len(x), np.int32))
+    want = np.tanh(x.astype(np.float64))
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-38)) < 5e-7
+    assert got[-1] == 0.0 and got[0] == -1.0 and got[100_000] == 1.0

@@ -6,6 +6,7 @@ five to ten (float32; float64 keeps the NumPy forms, exact to its rounding for t
 >>> causal_softmax(s, r0, window, inv_total)   # s (n, rows, keys) -> exp(s - shift) where causal (causal_attention)
 >>> layer_norm_rows(x, w, b, eps, out, xhat, rstd), layer_norm_backward_rows(g, xhat, w, rstd, dx, sums)
 >>> adam(p, g, m, v, vmax, ...)                # one parameter's Adam/AdamW step, the NumPy form's bits (optim.adam)
+>>> lstm_cell(gates, c_prev, c, tc, h), lstm_cell_backward(acts, tc, c_prev, dh, dc, d_gates)   # ops.recurrent
 
 Why: NumPy's float32 exp is libm's scalar one here (no SVML below AVX-512), and every ufunc streams its piece
 once more; numba_kernels' exp vectorizes. Each kernel releases the GIL (JIT's nogil), so CPUBackend.parallel runs
@@ -19,7 +20,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from .numba_kernels import JIT, exp_poly, exp_reduce
+from .numba_kernels import JIT, exp_poly, exp_reduce, tanh_parts
 
 # JIT's fast-math without "arcp": a division stays a correctly rounded one (vdivps) rather than a reciprocal
 # estimate refined once, 1 ulp off at times: gelu_tanh_backward's (1 - s) turns a sigmoid 1 ulp under 1 into a
@@ -185,3 +186,55 @@ def adam(p, g, m, v, vmax, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, 
             vj = max(vmax[j], vj)
             vmax[j] = vj
         p[j] -= mj / (np.sqrt(vj) * inv_bc2_sqrt + eps) * step_size
+
+
+@njit(**_JIT)
+def lstm_cell(gates, c_prev, c, tc, h):
+    """One LSTM step after its gate products: gates (4, B, H) pre-activations of i, f, g, o, replaced by the
+    activations (sigmoid, sigmoid, tanh, sigmoid); c = f c_prev + i g (c_prev None: zeros), tc = tanh(c),
+    h = o tc, each (B, H). Row by row: four exps reduced, then finished (numba_kernels' halves, so they vectorize),
+    then tanh(c) the same way."""
+    _, rows, n = gates.shape
+    r = np.empty((4, n), np.float32)
+    bits = np.empty((4, n), np.int32)
+    scaled = bits.view(np.float32)
+    one = np.float32(1.0)
+    for b in range(rows):
+        for j in range(n):
+            r[0, j], bits[0, j] = exp_reduce(-gates[0, b, j])
+            r[1, j], bits[1, j] = exp_reduce(-gates[1, b, j])
+            r[2, j], bits[2, j] = exp_reduce(np.float32(2.0) * gates[2, b, j])
+            r[3, j], bits[3, j] = exp_reduce(-gates[3, b, j])
+        for j in range(n):
+            i = one / (one + exp_poly(r[0, j]) * scaled[0, j])
+            f = one / (one + exp_poly(r[1, j]) * scaled[1, j])
+            g = tanh_parts(r[2, j], scaled[2, j])
+            o = one / (one + exp_poly(r[3, j]) * scaled[3, j])
+            gates[0, b, j], gates[1, b, j], gates[2, b, j], gates[3, b, j] = i, f, g, o
+            cj = i * g if c_prev is None else f * c_prev[b, j] + i * g
+            c[b, j] = cj
+            r[0, j], bits[0, j] = exp_reduce(np.float32(2.0) * cj)
+        for j in range(n):
+            t = tanh_parts(r[0, j], scaled[0, j])
+            tc[b, j] = t
+            h[b, j] = gates[3, b, j] * t
+
+
+@njit(**_JIT)
+def lstm_cell_backward(acts, tc, c_prev, dh, dc, d_gates):
+    """lstm_cell's backward for one step: acts (4, B, H) its activations i, f, g, o, tc = tanh(c), c_prev
+    (None: zeros), dh the gradient of h; dc, the gradient of c, becomes that of c_prev; d_gates (B, 4H) = the
+    gradients of the four pre-activations (PyTorch's gate order along each row)."""
+    _, rows, n = acts.shape
+    one = np.float32(1.0)
+    for b in range(rows):
+        for j in range(n):
+            i, f, g, o = acts[0, b, j], acts[1, b, j], acts[2, b, j], acts[3, b, j]
+            t, d = tc[b, j], dh[b, j]
+            dcj = dc[b, j] + d * o * (one - t * t)
+            cp = np.float32(0.0) if c_prev is None else c_prev[b, j]
+            d_gates[b, j] = dcj * g * i * (one - i)
+            d_gates[b, n + j] = dcj * cp * f * (one - f)
+            d_gates[b, 2 * n + j] = dcj * i * (one - g * g)
+            d_gates[b, 3 * n + j] = d * t * o * (one - o)
+            dc[b, j] = dcj * f

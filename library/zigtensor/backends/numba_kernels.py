@@ -47,15 +47,30 @@ def exp_reduce(v):
 
 
 @njit(inline="always", **JIT)
-def exp_poly(r):
-    """exp(r) for exp_reduce's r, by its Taylor polynomial of degree 7 (the first term left out is under 6e-9)."""
+def expm1_poly(r):
+    """exp(r) - 1 for exp_reduce's r, by the Taylor polynomial of degree 7 without its constant term: accurate
+    to a few ulp relative even for tiny r, where exp(r) - 1 would cancel."""
     p = np.float32(1 / 5040) * r + np.float32(1 / 720)
     p = p * r + np.float32(1 / 120)
     p = p * r + np.float32(1 / 24)
     p = p * r + np.float32(1 / 6)
     p = p * r + np.float32(0.5)
     p = p * r + np.float32(1.0)
-    return p * r + np.float32(1.0)
+    return p * r
+
+
+@njit(inline="always", **JIT)
+def exp_poly(r):
+    """exp(r) for exp_reduce's r (the first term left out of the polynomial is under 6e-9)."""
+    return expm1_poly(r) + np.float32(1.0)
+
+
+@njit(inline="always", **JIT)
+def tanh_parts(r, scaled):
+    """tanh(x) from exp_reduce's (r, 2^n as a float) of 2x: e / (e + 2), e = expm1(2x) = 2^n (expm1(r) + 1) - 1
+    (no cancellation near 0, where 1 - 2 / (exp(2x) + 1) loses the relative accuracy); +-1 for large |x|."""
+    e = scaled * expm1_poly(r) + (scaled - np.float32(1.0))
+    return e / (e + np.float32(2.0))
 
 
 @njit(**JIT)

@@ -173,6 +173,12 @@ def _lstm_scan(m, xproj, h0, c0, w_hh, reverse):
     return hs, cs, acts, h0, c0
 
 
+def _compiled_cell(xp, dtype) -> bool:
+    """Whether the LSTM's steps run cpu_fused's cell kernels: float32 NumPy arrays (float64 keeps the NumPy
+    form, exact to its rounding for the finite-difference checks)."""
+    return xp is np and dtype == np.float32
+
+
 def _mm_into(backend, a, b, out) -> None:
     """out[...] = a @ b, written straight into out where BLAS can (float32, float64)."""
     if out.dtype in _BLAS_FLOATS:
@@ -187,8 +193,10 @@ def _lstm_forward(backend, xproj, h0, c0, w_hh, reverse):
 
     Preallocated buffers, computed in place, each step's gates laid out gate-major (4, B, H) so that every
     gate is one contiguous block (NumPy runs ops on a strided column block of (B, 4H) ~2.5x slower).
-    NOTE: sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, so the i, f, o parts of the gate inputs (xproj and W_hh)
-    are halved up front (exact: a power of two) and one tanh call serves all four gates of a step.
+    float32 on the CPU runs each step's activations and cell update as one compiled call (cpu_fused.lstm_cell:
+    a dozen NumPy calls on (B, H) blocks before). NOTE: elsewhere, sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, so
+    the i, f, o parts of the gate inputs (xproj and W_hh) are halved up front (exact: a power of two) and one
+    tanh call serves all four gates of a step.
     NOTE: the recurrent product is computed transposed, W_hh @ h^T (4H, B), and copied back: for a small
     batch OpenBLAS runs that product ~30% faster than h @ W_hh^T (32 x 256 x 1024: 190 us against 270 us on
     one core), far more than the transposing copy of its result costs (20 us).
@@ -197,7 +205,8 @@ def _lstm_forward(backend, xproj, h0, c0, w_hh, reverse):
     L, B, G = xproj.shape
     H = G // 4
     dt = xproj.dtype
-    scale = xp.full((4, 1, 1), 0.5, dtype=dt)
+    compiled = _compiled_cell(xp, dt)
+    scale = xp.full((4, 1, 1), 1.0 if compiled else 0.5, dtype=dt)  # the compiled cell takes the gates as they are
     scale[2] = 1
     acts = xp.empty((L, 4, B, H), dtype=dt)  # the gate inputs, then in place the activations i, f, g, o
     xp.multiply(xproj.reshape(L, B, 4, H).transpose(0, 2, 1, 3), scale, out=acts)
@@ -207,12 +216,20 @@ def _lstm_forward(backend, xproj, h0, c0, w_hh, reverse):
     hh_t, hh, ig = xp.empty((4, H, B), dtype=dt), xp.empty((4, B, H), dtype=dt), xp.empty((B, H), dtype=dt)
     h = h0
     c = c0 if c0 is not None else xp.zeros((B, H), dtype=dt)
+    if compiled:
+        from ..backends import cpu_fused
+
+        c = xp.ascontiguousarray(c)
     for t in _order(L, reverse):
         gates = acts[t]
         if h is not None:  # (a zero initial state adds nothing)
             _mm_into(backend, w_s, h.T, hh_t.reshape(G, B))
             hh[...] = hh_t.transpose(0, 2, 1)
             gates += hh
+        if compiled:
+            cpu_fused.lstm_cell(gates, c, cs[t], tcs[t], out[t])
+            h, c = out[t], cs[t]
+            continue
         xp.tanh(gates, out=gates)
         for sig in (gates[:2], gates[3]):  # i and f, then o
             sig *= 0.5
@@ -242,6 +259,11 @@ def _lstm_backward(backend, grad, saved, h0, c0, w_hh, reverse, need_h0: bool):
     d_xproj = xp.empty((L, B, G), dtype=dt)
     dh, dc, tmp = xp.empty((B, H), dtype=dt), xp.array(grad[L], dtype=dt), xp.empty((B, H), dtype=dt)
     dg, ds = xp.empty((4, B, H), dtype=dt), xp.empty((4, B, H), dtype=dt)  # of the step: d gates, sigmoid'
+    compiled = _compiled_cell(xp, dt)
+    if compiled:
+        from ..backends import cpu_fused
+
+        c0 = None if c0 is None else xp.ascontiguousarray(c0)
     for k in range(L - 1, -1, -1):
         t = order[k]
         if k == L - 1:
@@ -251,6 +273,11 @@ def _lstm_backward(backend, grad, saved, h0, c0, w_hh, reverse, need_h0: bool):
         a, tc = acts[t], tcs[t]
         i, f, g, o = a
         c_prev = cs[order[k - 1]] if k else (c0 if c0 is not None else zeros)
+        if compiled:
+            cpu_fused.lstm_cell_backward(a, tc, c_prev, dh, dc, d_xproj[t])
+            if k or need_h0:
+                _mm_into(backend, d_xproj[t], w_hh, dh)
+            continue
         xp.multiply(tc, tc, out=tmp)  # dc += dh * o * (1 - tanh(c)^2)
         xp.subtract(1, tmp, out=tmp)
         tmp *= o
