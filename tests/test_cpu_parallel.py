@@ -241,6 +241,54 @@ def test_layer_norm_linear_in_one_region_matches_torch(monkeypatch, plan, thread
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-11, atol=1e-10)
 
 
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("plan, threads, residual", [("split", "2", True), ("split", "3", False),
+                                                     ("blas", "2", True), ("one", "1", True)])
+def test_gelu_linear_in_one_region_matches_torch(monkeypatch, plan, threads, residual, dtype, approximate):
+    """A GELU and the Linear it feeds (plus a residual): activate and multiply in one region, and d gelu(h)
+    turned into dh in the region of the weight gradient, for each way the products run."""
+    monkeypatch.setenv("ZT_NUM_THREADS", threads)
+    monkeypatch.setattr(blas_threads, "blas_threads", lambda: 1)
+    monkeypatch.setattr(blas_threads, "spin_is_short", lambda: plan == "blas")
+    monkeypatch.setattr(cpu_backend, "_machine_busy", lambda: False)
+    rng = np.random.default_rng(12)
+    arrays = [(rng.standard_normal(s) * 2).astype(dtype) for s in ((4, 300, 256), (64, 256), (64,), (4, 300, 64))]
+    if not residual:
+        arrays[3] = None
+    g = rng.standard_normal((4, 300, 64)).astype(dtype)
+    assert backend()._matmul_plan(arrays[0].reshape(-1, 256), arrays[1].T) == plan
+    z = [None if a is None else zt.tensor(a, requires_grad=True) for a in arrays]
+    t = [None if a is None else torch.tensor(a, requires_grad=True) for a in arrays]
+    y = F.gelu_linear(*z, approximate=approximate)
+    assert type(y.grad_fn).__name__ == "GeluLinear"
+    y.backward(zt.tensor(g))
+    ty = torch.nn.functional.linear(torch.nn.functional.gelu(t[0], approximate=approximate), t[1], t[2])
+    if residual:
+        ty = ty + t[3]
+    ty.backward(torch.tensor(g))
+    tol = dict(rtol=1e-11, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=5e-4)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **tol)
+    for a, b in zip(z, t):
+        if a is not None:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **tol)
+
+
+def test_gelu_linear_second_derivatives_match_the_composed_ops():
+    """create_graph=True: GeluLinear's backward is the composed ops, recorded, so gradients of gradients work."""
+    rng = np.random.default_rng(13)
+    h, w, b = (zt.tensor(rng.standard_normal(s), requires_grad=True) for s in ((3, 5, 8), (4, 8), (4,)))
+
+    def grad_of_grad(y):
+        gh, = zt.autograd.grad(y.sum(), [h], create_graph=True)
+        return zt.autograd.grad((gh ** 2).sum(), [h])[0].numpy()
+
+    fused = F.gelu_linear(h, w, b, approximate="tanh")
+    assert type(fused.grad_fn).__name__ == "GeluLinear"
+    np.testing.assert_allclose(grad_of_grad(fused), grad_of_grad(F.linear(F.gelu(h, approximate="tanh"), w, b)),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("threads", ["2", "3"])
 def test_split_linear_adds_the_residual_per_part(monkeypatch, threads):
     """The residual of LinearAdd added by each core to its rows (a tall product) or columns (a wide one)."""

@@ -294,6 +294,54 @@ class CPUBackend:
 
         return self.linear_backward(g, xhat, weight, True, True, dx_epilogue=layer_norm_rows)
 
+    def gelu_linear_forward(self, h, approximate: str, weight, bias, residual):
+        """(y, a, saved) of y = a @ weight.T + bias (+ residual (N, out)), a = gelu(h), for h (N, hidden) float32 or
+        float64 (ops.nn.GeluLinear; saved is what gelu_backward takes): in one parallel region, each core
+        activating its rows (in cache-sized pieces) and multiplying them while they are in cache; when the product
+        is not split by rows, the two in turn.
+
+        NOTE: GELU's own region and its pass over (N, hidden) in memory saved: the MLP of the GPT recipe writes 8
+        MiB a layer there."""
+        N, C = h.shape
+        a, saved = np.empty(h.shape, h.dtype), np.empty(h.shape, h.dtype)
+
+        def activate(i, j):
+            cpu_kernels.gelu(h[i:j].reshape(-1), approximate, a[i:j].reshape(-1), saved[i:j].reshape(-1))
+
+        if self._matmul_plan(h, weight.T) != "split" or weight.shape[0] > N:
+            self._rows(activate, N, C)
+            y = self.linear_forward(a, weight, bias, residual)
+            if y is None:
+                y = self.matmul(a, weight.T)
+                for t in (bias, residual):
+                    if t is not None:
+                        y += t
+            return y, a, saved
+        y = np.empty((N, weight.shape[0]), h.dtype)
+
+        def part(i, j):
+            _in_pieces(activate, i, j, C)
+            out = np.matmul(a[i:j], weight.T, out=y[i:j])
+            if bias is not None:
+                out += bias
+            if residual is not None:
+                out += residual[i:j]
+
+        self.parallel(part, N, grain=_SPLIT_MATMUL_GRAIN)
+        return y, a, saved
+
+    def gelu_linear_backward(self, g, h, a, saved, weight, approximate: str, has_bias: bool):
+        """(dh, dweight, dbias) of gelu_linear_forward for g (N, out): d a = g @ weight, turned into dh = d a *
+        gelu'(h) on each core's rows as soon as they are computed, in linear_backward's one region."""
+        def gelu_rows(r0, r1, d):
+            def piece(i, j):
+                rows = d[i - r0:j - r0].reshape(-1)
+                cpu_kernels.gelu_backward(rows, h[i:j].reshape(-1), saved[i:j].reshape(-1), approximate, rows)
+
+            _in_pieces(piece, r0, r1, h.shape[1])
+
+        return self.linear_backward(g, a, weight, True, has_bias, dx_epilogue=gelu_rows)
+
     def _normalize(self, x, eps: float):
         """(xhat, rstd) of LayerNorm over the last axis of x (N, C), without its affine part, in the pieces of
         layer_norm_forward."""

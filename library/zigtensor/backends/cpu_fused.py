@@ -56,11 +56,16 @@ def gelu_tanh(x, out, saved):
 
 @njit(**_JIT)
 def gelu_tanh_backward(g, x, saved, out):
-    """out = g * (s + x s (1 - s) 2u'), s = gelu_tanh's saved, 2u' = 2 C (1 + 3 K x^2)."""
+    """out = g * (s + x s (1 - s) 2u'), s = gelu_tanh's saved, 2u' = 2 C (1 + 3 K x^2); written over g where out
+    is None (see layer_norm_rows' NOTE on two names for one array)."""
     for j in range(x.shape[0]):
         v, s = x[j], saved[j]
         du = np.float32(2.0) * _C + np.float32(6.0) * _C * _K * v * v
-        out[j] = g[j] * (s + v * s * (np.float32(1.0) - s) * du)
+        d = g[j] * (s + v * s * (np.float32(1.0) - s) * du)
+        if out is None:
+            g[j] = d
+        else:
+            out[j] = d
 
 
 @njit(**_JIT)

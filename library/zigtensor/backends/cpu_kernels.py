@@ -38,13 +38,13 @@ def gelu(x: np.ndarray, approximate: str, out: np.ndarray, saved: np.ndarray) ->
 
 
 def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: str, out: np.ndarray) -> None:
-    """out = g * gelu'(x), from x and what gelu kept (saved)."""
+    """out = g * gelu'(x), from x and what gelu kept (saved); out may be g (written over)."""
     if approximate == "tanh" and _compiled(g, x, saved, out):
         from . import cpu_fused
 
-        cpu_fused.gelu_tanh_backward(g, x, saved, out)
+        cpu_fused.gelu_tanh_backward(g, x, saved, None if out is g else out)
         return
-    d = np.multiply(x, x, out=out)
+    d = np.multiply(x, x, out=out if out is not g else None)
     if approximate == "tanh":
         d *= 6 * _C * _K
         d += 2 * _C  # 2u'
@@ -59,6 +59,8 @@ def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: 
         d *= x
         d += saved
     d *= g
+    if d is not out:
+        out[...] = d
 
 
 def _compiled(*arrays) -> bool:

@@ -189,14 +189,19 @@ class MLP(nn.Module):
         c = config
         self.gated, self.hidden = c.gated_mlp, c.intermediate_size
         self.act = _ACTIVATIONS[c.activation]
+        self.gelu = {"gelu": "none", "gelu_tanh": "tanh"}.get(c.activation)  # GELU's approximate, None for others
         self.c_fc = nn.Linear(c.hidden_size, (2 if c.gated_mlp else 1) * c.intermediate_size, bias=c.mlp_bias)
         self.c_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, x: Tensor, norm: nn.Module | None = None, residual: Tensor | None = None) -> Tensor:
         """The MLP of x, or of norm(x) when a norm is given (folded into c_fc where it can be); plus the residual
-        when one is given (added in c_proj's product where it can be)."""
+        when one is given (added in c_proj's product where it can be). A GELU and c_proj are one op
+        (F.gelu_linear) where dropout does nothing."""
         h = norm_linear(norm, self.c_fc, x)
+        if not self.gated and self.gelu is not None and _plain(self.c_proj, nn.Linear) \
+                and (self.dropout.p == 0 or not self.dropout.training):
+            return F.gelu_linear(h, self.c_proj.weight, self.c_proj.bias, residual, self.gelu)
         if not self.gated:
             h = self.act(h)
         elif self.act is F.silu:

@@ -14,13 +14,13 @@ from ..ops.loss import (
     mse_loss, nll_loss, smooth_l1_loss,
 )
 from ..ops.nn import (
-    batch_norm, dropout, embedding, group_norm, layer_norm, layer_norm_linear, linear, linear_add, log_softmax,
-    rms_norm, scaled_dot_product_attention, softmax,
+    batch_norm, dropout, embedding, gelu_linear, group_norm, layer_norm, layer_norm_linear, linear, linear_add,
+    log_softmax, rms_norm, scaled_dot_product_attention, softmax,
 )
 
 __all__ = [
     "relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "dropout", "linear",
-    "linear_add",
+    "linear_add", "gelu_linear",
     "layer_norm", "layer_norm_linear", "rms_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "unfold", "fold", "conv_transpose2d", "group_norm",
