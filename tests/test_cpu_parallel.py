@@ -134,6 +134,22 @@ def test_medium_matmul_on_blas_threads_matches_numpy_and_restores_one_thread(mon
     assert backend().linear_forward(a, w, None) is None  # Linear then runs matmul (on BLAS's threads)
 
 
+@pytest.mark.parametrize("shape, plan", [((128, 784, 256), "blas"), ((4096, 128, 384), "split"), ((3, 4, 5), "one")])
+def test_matmul_writes_into_out_for_every_plan(monkeypatch, shape, plan):
+    """matmul(a, b, out=): the LSTM's step products go through it (onto OpenBLAS's threads for medium sizes)."""
+    n, k, m = shape
+    rng = np.random.default_rng(9)
+    a, w = rng.standard_normal((n, k)), rng.standard_normal((m, k))
+    assert _plan(monkeypatch, a, w.T) == plan
+    out = np.full((n, m), np.nan)
+    assert backend().matmul(a, w.T, out=out) is out
+    np.testing.assert_allclose(out, a @ w.T, rtol=1e-12, atol=1e-10)
+    half = np.empty((n, m), np.float16)
+    backend().matmul(a.astype(np.float16), w.T.astype(np.float16), out=half)
+    np.testing.assert_allclose(half, (a.astype(np.float16).astype(np.float32) @ w.T.astype(np.float16)
+                                      .astype(np.float32)).astype(np.float16), rtol=1e-3, atol=1e-3)
+
+
 def test_openblas_spin_is_shortened_only_before_numpy_loads():
     """zigtensor sets OPENBLAS_THREAD_TIMEOUT when it is imported before NumPy (OpenBLAS reads it as it loads),
     never after, and never over the user's value; the CLI sets the same value."""

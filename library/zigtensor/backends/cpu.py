@@ -45,16 +45,22 @@ class CPUBackend:
         return arr
 
     # --- the few ops xp does not cover the same way on every device --------------------------------------
-    def matmul(self, a, b):
+    def matmul(self, a, b, out=None):
+        """a @ b, written into out when given (float32/float64), run as _matmul_plan says."""
         # NOTE: NumPy has no BLAS for 16-bit floats; compute in float32 and round once, as PyTorch's CPU does.
         if a.dtype in _HALF:
-            return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
-        plan = self._matmul_plan(a, b)
-        if plan == "split":
-            return self._split_matmul(a, b)
-        if plan == "blas":
-            return _on_blas_threads(np.matmul, a, b)
-        return np.matmul(a, b)
+            y = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+        else:
+            plan = self._matmul_plan(a, b)
+            if plan == "blas":
+                return _on_blas_threads(lambda: np.matmul(a, b, out=out))
+            if plan != "split":
+                return np.matmul(a, b, out=out)
+            y = self._split_matmul(a, b)
+        if out is None:
+            return y
+        out[...] = y
+        return out
 
     def linear_forward(self, x, weight, bias, residual=None):
         """x @ weight.T + bias (+ residual, (N, out)) for x (N, in), the bias and the residual added by each core
