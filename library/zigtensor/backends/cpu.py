@@ -50,17 +50,15 @@ class CPUBackend:
         # NOTE: NumPy has no BLAS for 16-bit floats; compute in float32 and round once, as PyTorch's CPU does.
         if a.dtype in _HALF:
             y = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
-        else:
-            plan = self._matmul_plan(a, b)
-            if plan == "blas":
-                return _on_blas_threads(lambda: np.matmul(a, b, out=out))
-            if plan != "split":
-                return np.matmul(a, b, out=out)
-            y = self._split_matmul(a, b)
-        if out is None:
-            return y
-        out[...] = y
-        return out
+            if out is not None:
+                out[...] = y
+            return y if out is None else out
+        plan = self._matmul_plan(a, b)
+        if plan == "blas":
+            return _on_blas_threads(lambda: np.matmul(a, b, out=out))
+        if plan == "split":
+            return self._split_matmul(a, b, out=out)
+        return np.matmul(a, b, out=out)
 
     def linear_forward(self, x, weight, bias, residual=None):
         """x @ weight.T + bias (+ residual, (N, out)) for x (N, in), the bias and the residual added by each core
@@ -139,13 +137,14 @@ class CPUBackend:
             return "blas"
         return "split"
 
-    def _split_matmul(self, a, b, bias=None, residual=None):
-        """a @ b (+ bias, + residual of the product's shape) with the rows of a (or the columns of b, when they
-        are more) split between the cores, each part one single-threaded BLAS call (see blas_threads.py for why
-        BLAS runs on one thread) and its additions while it is in cache."""
+    def _split_matmul(self, a, b, bias=None, residual=None, out=None):
+        """a @ b (+ bias, + residual of the product's shape), into out when given, with the rows of a (or the
+        columns of b, when they are more) split between the cores, each part one single-threaded BLAS call (see
+        blas_threads.py for why BLAS runs on one thread) and its additions while it is in cache."""
         M = a.shape[0] if a.ndim == 2 else 1
         N = b.shape[1] if b.ndim == 2 else 1
-        out = np.empty(a.shape[:-1] + b.shape[1:], a.dtype)
+        if out is None:
+            out = np.empty(a.shape[:-1] + b.shape[1:], a.dtype)
         rows = a.ndim == 2 and (M >= N or b.ndim == 1)
 
         def part(i, j):

@@ -24,7 +24,7 @@ def gelu(x: np.ndarray, approximate: str, out: np.ndarray, saved: np.ndarray) ->
     """out = gelu(x) of a float32/float64 array (tanh approximation or exact, erf), and saved = what
     gelu_backward takes: sigmoid(2u) (tanh) or Phi(x) (erf); both written in place (no copies of a piece).
     float32's tanh form runs compiled (cpu_fused.py, 3x faster)."""
-    if approximate == "tanh" and _compiled(x, out, saved):
+    if approximate == "tanh" and takes_compiled(x, out, saved):
         from . import cpu_fused
 
         cpu_fused.gelu_tanh(x, out, saved)
@@ -39,7 +39,7 @@ def gelu(x: np.ndarray, approximate: str, out: np.ndarray, saved: np.ndarray) ->
 
 def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: str, out: np.ndarray) -> None:
     """out = g * gelu'(x), from x and what gelu kept (saved); out may be g (written over)."""
-    if approximate == "tanh" and _compiled(g, x, saved, out):
+    if approximate == "tanh" and takes_compiled(g, x, saved, out):
         from . import cpu_fused
 
         cpu_fused.gelu_tanh_backward(g, x, saved, None if out is g else out)
@@ -63,10 +63,12 @@ def gelu_backward(g: np.ndarray, x: np.ndarray, saved: np.ndarray, approximate: 
         out[...] = d
 
 
-def _compiled(*arrays) -> bool:
-    """Whether cpu_fused's kernels take these pieces (None for an absent one): float32, contiguous (float64
-    stays on NumPy, exact to its rounding for the finite-difference checks)."""
-    return all(a is None or (a.dtype == np.float32 and a.flags.c_contiguous) for a in arrays)
+def takes_compiled(*arrays) -> bool:
+    """Whether cpu_fused's kernels take these arrays (None for an absent one): NumPy, float32, contiguous
+    (float64 stays on NumPy's forms, exact to its rounding for the finite-difference checks; CuPy arrays on
+    the CUDA backend's kernels). Every caller of cpu_fused asks here."""
+    return all(a is None or (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous)
+               for a in arrays)
 
 
 def _exp_minus_2u(x, out):
@@ -94,7 +96,7 @@ def layer_norm_rows(x, weight, bias, eps: float, out, xhat, rstd) -> None:
     which then skips recomputing it) and rstd (n, 1) too. Row sums by einsum: a few times faster than NumPy's
     sum over short rows, and no BLAS call (which could start threads of its own inside a piece). float32 runs
     compiled (cpu_fused.py)."""
-    if _compiled(x, weight, bias, out, xhat, rstd):
+    if takes_compiled(x, weight, bias, out, xhat, rstd):
         from . import cpu_fused
 
         cpu_fused.layer_norm_rows(x, weight, bias, eps, out, None if xhat is out else xhat, rstd)
@@ -122,7 +124,7 @@ def layer_norm_backward_rows(g, xhat, weight, rstd, dx, sums) -> None:
     """dx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g * weight, for rows (n, C) of forward's
     xhat; adds the column sums of g * xhat and of g (the weight's and bias's gradients) into sums (2, C) unless
     sums is None (no affine part). float32 runs compiled (cpu_fused.py)."""
-    if _compiled(g, xhat, weight, rstd, dx, sums):
+    if takes_compiled(g, xhat, weight, rstd, dx, sums):
         from . import cpu_fused
 
         cpu_fused.layer_norm_backward_rows(g, xhat, weight, rstd, None if dx is g else dx, sums)

@@ -21,6 +21,7 @@ import numpy as np
 from ..amp.autocast_mode import autocast_inputs
 from ..autograd.function import Function
 from ..autograd.grad_mode import GradMode
+from ..backends.cpu_kernels import takes_compiled
 from .common import Tensor
 
 _BLAS_FLOATS = (np.float32, np.float64)
@@ -173,12 +174,6 @@ def _lstm_scan(m, xproj, h0, c0, w_hh, reverse):
     return hs, cs, acts, h0, c0
 
 
-def _compiled_cell(xp, dtype) -> bool:
-    """Whether the LSTM's steps run cpu_fused's cell kernels: float32 NumPy arrays (float64 keeps the NumPy
-    form, exact to its rounding for the finite-difference checks)."""
-    return xp is np and dtype == np.float32
-
-
 def _mm_into(backend, a, b, out) -> None:
     """out[...] = a @ b, written straight into out where BLAS can (float32, float64).
 
@@ -211,12 +206,17 @@ def _lstm_forward(backend, xproj, h0, c0, w_hh, reverse):
     L, B, G = xproj.shape
     H = G // 4
     dt = xproj.dtype
-    compiled = _compiled_cell(xp, dt)
-    scale = xp.full((4, 1, 1), 1.0 if compiled else 0.5, dtype=dt)  # the compiled cell takes the gates as they are
-    scale[2] = 1
     acts = xp.empty((L, 4, B, H), dtype=dt)  # the gate inputs, then in place the activations i, f, g, o
-    xp.multiply(xproj.reshape(L, B, 4, H).transpose(0, 2, 1, 3), scale, out=acts)
-    w_s = xp.multiply(w_hh.reshape(4, H, H), scale).reshape(G, H)
+    gates_in = xproj.reshape(L, B, 4, H).transpose(0, 2, 1, 3)
+    compiled = takes_compiled(acts)
+    if compiled:  # the compiled cell takes the gate inputs as they are
+        acts[...] = gates_in
+        w_s = w_hh
+    else:  # i, f, o halved for sigmoid through tanh
+        scale = xp.full((4, 1, 1), 0.5, dtype=dt)
+        scale[2] = 1
+        xp.multiply(gates_in, scale, out=acts)
+        w_s = xp.multiply(w_hh.reshape(4, H, H), scale).reshape(G, H)
     out = xp.empty((L + 1, B, H), dtype=dt)
     cs, tcs = xp.empty((L, B, H), dtype=dt), xp.empty((L, B, H), dtype=dt)  # c and tanh(c) at each position
     hh_t, hh, ig = xp.empty((4, H, B), dtype=dt), xp.empty((4, B, H), dtype=dt), xp.empty((B, H), dtype=dt)
@@ -265,7 +265,7 @@ def _lstm_backward(backend, grad, saved, h0, c0, w_hh, reverse, need_h0: bool):
     d_xproj = xp.empty((L, B, G), dtype=dt)
     dh, dc, tmp = xp.empty((B, H), dtype=dt), xp.array(grad[L], dtype=dt), xp.empty((B, H), dtype=dt)
     dg, ds = xp.empty((4, B, H), dtype=dt), xp.empty((4, B, H), dtype=dt)  # of the step: d gates, sigmoid'
-    compiled = _compiled_cell(xp, dt)
+    compiled = takes_compiled(acts)
     if compiled:
         from ..backends import cpu_fused
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..backends.cpu_kernels import takes_compiled
 from ..creation import zeros_like
 from .optimizer import Optimizer, check_range
 
@@ -49,7 +50,7 @@ class Adam(Optimizer):
         t = state["step"]
         m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         vmax = state["max_exp_avg_sq"].data if group["amsgrad"] else None
-        if _compiled(xp, p, g, m, v, vmax):  # float32 on the CPU: the same bits in one compiled pass
+        if takes_compiled(p, g, m, v, vmax):  # float32 on the CPU: the same bits in one compiled pass
             from ..backends import cpu_fused
 
             f32 = np.float32
@@ -114,7 +115,3 @@ class AdamW(Adam):
                  maximize=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
 
-
-def _compiled(xp, *arrays) -> bool:
-    """Whether backends.cpu_fused.adam takes these arrays (None for an absent one): NumPy, float32, contiguous."""
-    return xp is np and all(a is None or (a.dtype == np.float32 and a.flags.c_contiguous) for a in arrays)
