@@ -87,6 +87,41 @@ def test_grad_is_owned_after_a_summed_gradient():
     np.testing.assert_allclose(a.grad.numpy(), 2 * np.e * np.array([1.0, 2.0]), rtol=1e-6)
 
 
+
+def test_grad_accumulates_in_place_as_in_pytorch():
+    # a second backward sums into the .grad tensor the user already holds, as PyTorch's AccumulateGrad does
+    zx, tx = pair([1.0, 2.0, 3.0])
+    (zx * zx).sum().backward()
+    (tx * tx).sum().backward()
+    zg, tg = zx.grad, tx.grad
+    (zx * 3).sum().backward()
+    (tx * 3).sum().backward()
+    assert zx.grad is zg and tx.grad is tg
+    close(zg, tg)
+
+
+def test_a_buffer_adopted_by_a_leaf_and_held_for_a_node_is_not_summed_into():
+    # add's backward hands one buffer to both inputs: w adopts it as .grad while the node of x * 2 + w * 3 still
+    # holds it; w's second gradient (through w * 3) must then not be summed into that shared buffer
+    (zw, tw), (zx, tx) = pair([1.0, -2.0, 0.5]), pair([0.3, 0.2, -0.1])
+    for w, x in ((zw, zx), (tw, tx)):
+        s = w + (x * 2 + w * 3)
+        (s * s).sum().backward()
+    close(zw.grad, tw.grad)
+    close(zx.grad, tx.grad)
+
+
+def test_node_gradients_summed_in_place_match_pytorch():
+    # a residual stream: each block's output gradient is the sum of two paths, summed into one buffer
+    (zx, tx), (zw, tw) = pair(np.linspace(-1, 1, 12).reshape(3, 4)), pair(np.linspace(0.5, -0.5, 16).reshape(4, 4))
+    for x, w in ((zx, zw), (tx, tw)):
+        h = x
+        for _ in range(3):
+            h = h + (h @ w).tanh()
+        (h * h).sum().backward()
+    close(zx.grad, tx.grad)
+    close(zw.grad, tw.grad)
+
 def test_shared_subexpressions():
     zx, tx = pair([0.5, -1.0, 2.0])
     zy, ty = zx.sin(), tx.sin()

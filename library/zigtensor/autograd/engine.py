@@ -34,6 +34,17 @@ def _root_id(arr) -> int:
     return id(arr)
 
 
+def _owned_sum(prev, g, owned: bool):
+    """prev + g, written into prev's buffer when owned (nobody but its one holder sees it) and the buffer can take
+    it, as PyTorch accumulates: a GPT step sums each residual stream's gradients this way without allocating."""
+    a, b = prev.data, g.data
+    if (owned and a.flags.writeable and a.flags.c_contiguous and a.dtype == b.dtype and a.shape == b.shape
+            and (b is a or _root_id(b) != _root_id(a))):  # NOTE: no partial overlap (a race in a kernel)
+        a += b
+        return prev
+    return prev + g
+
+
 def _freed_error(node):
     return RuntimeError(
         f"trying to backward through the graph a second time (node {node.name}): its saved values were freed "
@@ -63,14 +74,22 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
         if fn is not None:
             prev = grads.get(fn)
             if prev is not None:  # the stored buffer is replaced by the sum: count the sum, not the addend
-                holders[_root_id(prev.data)] -= 1
-                g = prev + g
+                r = _root_id(prev.data)
+                holders[r] -= 1
+                g = _owned_sum(prev, g, owned=not create_graph and holders[r] == 0)
             grads[fn] = g
             r = _root_id(g.data)
             holders[r] = holders.get(r, 0) + 1
         elif accumulate and t.requires_grad:
-            if t.grad is not None:
-                t.grad = t.grad + g if create_graph else (t.grad + g).detach()
+            if t.grad is not None and create_graph:
+                t.grad = t.grad + g
+            elif t.grad is not None:
+                # NOTE: summed into .grad's buffer, as PyTorch does, unless this backward still holds that buffer
+                # elsewhere (a pass-through gradient both adopted here and stored for another node)
+                old = t.grad
+                owned = old.grad_fn is None and holders.get(_root_id(old.data), 0) <= 1
+                total = _owned_sum(old, g, owned)
+                t.grad = old if total is old else total.detach()
             elif create_graph:
                 t.grad = g
             else:
