@@ -8,7 +8,11 @@
 # (Python 3.12) has CuPy, torch and transformers but no numba (zigtensor.quant imports it), fastapi, uvicorn or
 # gguf; fetch their wheels into .whl/ here first (ignored by git; carried by the run):
 #   pip download --python-version 3.12 --only-binary=:all: --no-deps -d .whl numba llvmlite gguf fastapi \
-#       starlette uvicorn pydantic pydantic-core annotated-types typing-inspection h11 anyio sniffio click
+#       starlette uvicorn pydantic pydantic-core annotated-types typing-inspection h11 anyio sniffio click \
+#       pytest-xdist execnet
+# The CUDA cases run in pytest-xdist workers where it is carried (PYTEST_WORKERS, default 12): each new kernel
+# define set is compiled by NVRTC on first use (0.3-1.5 s each, hundreds of sets in the suite), so one process
+# would spend minutes of the device time compiling; the workers share the disk cache (atomic renames).
 set -u
 OUT=${OUT:-/tmp/zt_gpu}
 mkdir -p "$OUT"
@@ -29,7 +33,10 @@ if stage tests; then  # end-to-end scenarios first, the kernels' own tests, then
         > "$OUT/pytest_end_to_end.log" 2>&1
     # every GPU case (kernels first: test_cuda_*; the emulator and CPU cases already ran in CI); the log fills as
     # it goes, so a timeout still leaves what passed and failed (the first run compiles every kernel variant)
-    timeout 400 python3 -m pytest -q -p no:cacheprovider -rfs -m cuda tests/test_cuda_*.py tests/ \
+    # (-v under xdist: a line per finished case, so a timeout still leaves which failed)
+    workers=(-q)
+    python3 -c "import xdist" 2>/dev/null && workers=(-n "${PYTEST_WORKERS:-12}" -v)
+    timeout 400 python3 -m pytest -p no:cacheprovider -rfs "${workers[@]}" -m cuda tests/test_cuda_*.py tests/ \
         > "$OUT/pytest_cuda.log" 2>&1
 fi
 if stage ops; then  # each family group under its own timeout: the JSON is written at the end of a run
