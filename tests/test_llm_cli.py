@@ -170,3 +170,22 @@ def test_bench_generate_compares_tokens_speed_and_memory(model_dir):
         assert line.count("tok/s") == 2 and line.rstrip().endswith("yes")  # same greedy tokens as transformers
     for what in ("load time", "resident memory after load", "peak resident memory while loading"):
         assert rows[what].count(" s" if what == "load time" else "MiB") == 2, rows[what]
+    roof = [line for line in r.stdout.splitlines() if line.startswith("  batch ")]
+    assert len(roof) == 4 and all("MiB a step" in line and "% of copy" in line for line in roof), r.stdout
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_decode_weight_bytes_counts_what_a_step_reads(tmp_path, tied):
+    # every matrix and norm once; the token table only where it is also the LM head (tied), read whole there
+    from zigtensor.bench.generate import decode_weight_bytes
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      tie_word_embeddings=tied)
+    hf = transformers.LlamaForCausalLM(config).eval()
+    hf.save_pretrained(tmp_path)
+    expected = sum(p.numel() * 4 for name, p in hf.named_parameters()  # a tied table is listed once
+                   if tied or name != "model.embed_tokens.weight")
+    assert decode_weight_bytes(hf) == expected
+    assert decode_weight_bytes(LLM(str(tmp_path)).model) == expected

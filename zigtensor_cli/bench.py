@@ -144,6 +144,12 @@ def generate(
             cells.append("n/a" if v is None else f"{v:.1f} s" if key == "seconds" else f"{v / 2**20:,.0f} MiB")
         typer.echo(f"{what:44} {cells[0]:>16} {cells[1]:>16}")
     typer.echo("zt/hf > 1: zigtensor is faster. Memory: each library loaded alone in a fresh Python process.")
+    roof = facts["roofline"]
+    typer.echo(f"decode roofline: weights read per step over step time, against {roof['copy_how']} "
+               f"({roof['copy_bytes_per_s'] / 1e9:,.1f} GB/s read + written)")
+    for r in suite.roofline_rows(rows, sizes, roof):
+        typer.echo(f"  batch {r['batch']:<3} {r['library']:13} {r['weight_bytes'] / 2**20:8,.1f} MiB a step  "
+                   f"{r['bytes_per_s'] / 1e9:8,.1f} GB/s  {100 * r['of_copy']:5.1f}% of copy")
 
 
 @app.command("serve")

@@ -12,8 +12,6 @@ attention, the activation, Python. Both run the model's real weights in their in
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .timing import median_interleaved
@@ -79,9 +77,14 @@ def decode_roofline(model: str = "smollm2", batch_sizes=(1, 8, 32), threads=(1, 
 
 
 if __name__ == "__main__":
+    import argparse
+
     from .core import machine
 
-    name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
+    parser = argparse.ArgumentParser(prog="python -m zigtensor.bench.decode_roofline",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default="smollm2", help="a model path or short name (default smollm2)")
+    name = parser.parse_args().model
     print(f"{name}, machine: {machine()}; median ms per decode step (context 96), matmuls alone vs zigtensor")
     print(f"{'batch':>5} {'threads':>7} {'matmuls':>9} {'tok/s':>7} {'step':>9} {'tok/s':>7} {'step/matmuls':>12}")
     for r in decode_roofline(name):

@@ -111,6 +111,72 @@ def decode_threads() -> str:
                                                  for tokens, n in picks.items())
 
 
+def decode_weight_bytes(model) -> int:
+    """Bytes of weights one decode step reads, for a zigtensor model or a torch one: every parameter and buffer
+    array once (a tied matrix once), except the tables a step only looks rows up in (token and position
+    embeddings other than the LM head's own matrix, rotary tables). Quantized layers count their packed bytes."""
+    import numpy as np
+
+    torch_model = not hasattr(model, "transformer")  # zigtensor's Transformer; a transformers model otherwise
+    head = model.get_output_embeddings() if torch_model else model.lm_head
+    if torch_model:
+        import torch
+
+        key, size = (lambda t: t.data_ptr()), (lambda t: t.nbytes)
+
+        def lookup(m):  # transformers names each architecture's rotary module <Arch>RotaryEmbedding
+            return isinstance(m, torch.nn.Embedding) or type(m).__name__.endswith("RotaryEmbedding")
+    else:
+        from .. import nn
+        from ..llm.rope import RotaryEmbedding
+
+        key, size = (lambda t: id(t.data)), (lambda t: t.data.nbytes)
+
+        def lookup(m):
+            return isinstance(m, (nn.Embedding, RotaryEmbedding))
+
+    def arrays(module):
+        return [t for t in [*module.parameters(), *module.buffers()] if t is not None]
+
+    keep = {key(t) for t in arrays(head)}
+    skip = {key(t) for m in model.modules() if lookup(m) for t in arrays(m)} - keep
+    sizes = {key(t): size(t) for t in arrays(model) if key(t) not in skip}
+    return int(np.sum(list(sizes.values()), dtype=np.int64))
+
+
+def copy_bandwidth(device: str = "cpu", nbytes: int = 256 * 2**20) -> tuple[float, str]:
+    """(bytes moved per second, read plus written, copying nbytes on device; how it was measured): what a decode
+    step's stream of weights is held against (its "roofline")."""
+    import numpy as np
+
+    if device == "cpu":
+        src = np.ones(nbytes, np.uint8)
+        dst = np.empty_like(src)
+        seconds = statistics.median(_timed(lambda: np.copyto(dst, src)) for _ in range(7))
+        return 2 * nbytes / seconds, f"NumPy copy of {nbytes >> 20} MiB, one thread"
+    from zigtensor import cuda
+
+    from .ops import BenchContext, _copy_seconds
+
+    cuda.set_device(device)  # NOTE: the device the models run on; BenchContext times the current one
+    return 2 * nbytes / _copy_seconds(BenchContext(quick=True), nbytes), f"cudaMemcpy of {nbytes >> 20} MiB"
+
+
+def roofline_rows(rows: list[Result], batch_sizes, roofline: dict) -> list[dict]:
+    """Per batch size and library: the bytes of weights a decode step reads over the seconds a step took (a
+    generated token's seconds times the batch: the short prompt's prefill included, one step's worth of weight
+    reads among `tokens`), and that as a fraction of the measured copy bandwidth."""
+    out = []
+    for r, batch in zip(rows, batch_sizes):
+        for library, per_token in (("zigtensor", r.zt_s), ("transformers", r.ref_s)):
+            nbytes = roofline["weight_bytes"].get(library)
+            if per_token and nbytes:
+                rate = nbytes / (per_token * batch)
+                out.append({"batch": batch, "library": library, "weight_bytes": nbytes, "bytes_per_s": rate,
+                            "of_copy": rate / roofline["copy_bytes_per_s"]})
+    return out
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -159,7 +225,9 @@ def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64,
     device and dtype ("float32", "bfloat16", "float16"; None: the model's default) apply to both libraries;
     keep_quantized to zigtensor's (a GGUF file's blocks stay packed: LLM's argument).
     Returns (rows, facts): rows in seconds per generated token (Result.unit 's/token'); facts:
-    {'same_tokens': {batch: bool}, 'load': {library: LoadStats | None}, 'torch_threads': int | None}."""
+    {'same_tokens': {batch: bool}, 'load': {library: LoadStats | None}, 'torch_threads': int | None,
+    'roofline': {'weight_bytes': {library: int}, 'copy_bytes_per_s': float, 'copy_how': str}} (roofline_rows
+    turns it and the rows into each library's weight bandwidth per batch size)."""
     from ..llm import LLM
 
     say = progress or (lambda s: None)
@@ -188,9 +256,15 @@ def bench_generate(model: str = "smollm2", batch_sizes=(1, 8), tokens: int = 64,
         if hf is not None:
             same[batch] = outputs[0] == outputs[1]
     reference_ran = hf is not None
+    say("decode roofline: weight bytes per step, copy bandwidth")
+    roofline = {"weight_bytes": {"zigtensor": decode_weight_bytes(llm.model)}}
+    if reference_ran:
+        roofline["weight_bytes"]["transformers"] = decode_weight_bytes(hf)
+    roofline["copy_bytes_per_s"], roofline["copy_how"] = copy_bandwidth(device)
     llm = hf = None  # free both before the load measurements start their processes
     say("load time and memory, each library in a fresh process")
     load = {"zigtensor": load_in_subprocess("zigtensor", model, keep_quantized)}
     if reference:
         load["transformers"] = load_in_subprocess("transformers", model)
-    return rows, {"same_tokens": same, "load": load, "torch_threads": torch_threads if reference_ran else None}
+    return rows, {"same_tokens": same, "load": load, "torch_threads": torch_threads if reference_ran else None,
+                  "roofline": roofline}
