@@ -11,11 +11,9 @@
 # What comes back: the device tool returns at most 8 files from $OUT, so everything is written under a work
 # folder and packed into $OUT/results.tgz (checkpoints left out), beside copies of the few summary files.
 #
-# The machine (Python 3.12) has CuPy, torch and transformers but no numba (zigtensor.quant imports it), fastapi,
-# uvicorn or gguf; fetch their wheels into .whl/ here first (ignored by git; carried by the run):
-#   pip download --python-version 3.12 --only-binary=:all: --no-deps -d .whl numba llvmlite gguf fastapi \
-#       starlette uvicorn pydantic pydantic-core annotated-types typing-inspection h11 anyio sniffio click \
-#       pytest-xdist execnet
+# The machine (Python 3.12) has CuPy, torch and transformers but no numba (zigtensor's CPU kernels import it),
+# fastapi, uvicorn or gguf: run scripts/fetch_gpu_wheels.sh here first, which fills .whl/ (ignored by git,
+# carried by the run; within the tool's 64 MiB).
 # The CUDA cases run in pytest-xdist workers where it is carried (PYTEST_WORKERS, default 12): each new kernel
 # define set is compiled by NVRTC on first use (0.3-1.5 s each, hundreds in the suite), so one process
 # would spend minutes of the device time compiling; the workers share the disk cache (atomic renames).
@@ -28,6 +26,7 @@ END=$((SECONDS + ${BUDGET:-560}))
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/*.whl && export PYTHONPATH=/tmp/site
+    [ -f .whl/llvmlite.tar.xz ] && tar xJf .whl/llvmlite.tar.xz -C /tmp/site
 fi
 export PYTHONPATH=$PWD/library:$PWD${PYTHONPATH:+:$PYTHONPATH}
 # `zt` as a program on PATH, not a shell function: timeout runs programs (nothing installs zigtensor there)
