@@ -72,6 +72,7 @@ if stage ops; then  # each family group alone: the JSON is written at the end of
 fi
 if stage train; then  # the recipes issues 4 and 5 name, on the GPU; accuracy/loss lines are in the metrics
     bounded 120 train_cnn.txt zt train recipes/fashion_cnn.toml --device cuda --out "$WORK/run_cnn"
+    bounded 240 train_gpt.txt zt train recipes/shakespeare_gpt.toml --device cuda --out "$WORK/run_gpt"
     bounded 90 bench_train_gpt.txt zt bench train shakespeare_gpt --device cuda --steps 10
     # issue 5: the GPT recipe scaled to GPT-2 small (12 layers, width 768, context 1024) in bf16 autocast
     bounded 150 bench_train_gpt2_small_bf16.txt zt bench train shakespeare_gpt --device cuda --steps 5 \
