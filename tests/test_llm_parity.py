@@ -140,6 +140,22 @@ def test_greedy_generation_matches_transformers(hf_models, kind):
         assert out.prompt_token_ids == prompt and out.finish_reason == "length"
 
 
+def test_greedy_generation_with_logit_bias_matches_transformers_sequence_bias(hf_models):
+    folder, hf = hf_models["llama_gqa"]
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    prompt = ids(1, 5, seed=8)[0].tolist()
+    with torch.no_grad():
+        plain = hf.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False)[0, len(prompt):].tolist()
+    bias = {plain[0]: -100.0, plain[1]: 3.0, 11: 2.5}  # ban the first greedy token, favour two others
+    with torch.no_grad():
+        want = hf.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                           sequence_bias={(t,): b for t, b in bias.items()})[0, len(prompt):].tolist()
+    got = LLM(folder).generate([prompt], SamplingParams(max_tokens=10, temperature=0, ignore_eos=True,
+                                                        logit_bias=bias))[0]
+    assert got.token_ids == want != plain
+
+
 @pytest.mark.parametrize("kind", ["llama_gqa", "qwen2_bias_tied", "gpt2"])
 def test_training_gradients_match_transformers(hf_models, kind):
     """The same layers train: loss and gradients of the fused parameters against HF's separate ones."""

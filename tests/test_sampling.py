@@ -9,6 +9,7 @@ from oracle import oracle
 from zigtensor.llm.sampling import (
     SamplingParams,
     StopChecker,
+    apply_logit_bias,
     apply_min_p,
     apply_presence_frequency,
     apply_repetition_penalty,
@@ -100,6 +101,27 @@ def test_chain_matches_hf():
     _same(ours, _hf(chain, logits, ids))
 
 
+def test_logit_bias_matches_hf_sequence_bias():
+    logits = _logits(4)
+    bias = {3: 5.0, 999: -100.0, 0: 0.5}
+    got = apply_logit_bias(logits, bias)
+    _same(got, _hf(lp.SequenceBiasLogitsProcessor({(t,): b for t, b in bias.items()}), logits))
+    with pytest.raises(ValueError, match=r"logit_bias names token id 1000, outside the vocabulary \[0, 1000\)"):
+        apply_logit_bias(logits, {1000: 1.0})
+
+
+def test_logit_bias_steers_greedy_and_sampled_rows():
+    logits = _logits(6, batch=2)
+    top = int(np.argmax(logits[0]))
+    forced = SamplingParams(temperature=0, logit_bias={7: 100})
+    banned = SamplingParams(temperature=0.8, logit_bias={t: -100 for t in range(VOCAB) if t != 42})
+    out = sample(logits, [forced, banned], [None, make_generator(0)])
+    assert out.token_ids.tolist() == [7, 42]
+    # logprobs stay those of the model's raw distribution, as for every other filter
+    np.testing.assert_allclose(out.logprobs[0], log_softmax(logits[:1])[0, 7], rtol=1e-6)
+    assert int(sample(logits[:1], [SamplingParams(temperature=0)], [None]).token_ids[0]) == top != 7
+
+
 def test_presence_frequency_penalties():
     # OpenAI's definition, written out per token: logit -= count * frequency + (count > 0) * presence
     logits = _logits(2, batch=2, vocab=20)
@@ -119,6 +141,7 @@ def test_params_defaults_are_vllms():
     assert (p.n, p.max_tokens, p.temperature, p.top_p, p.top_k, p.min_p) == (1, 16, 1.0, 1.0, 0, 0.0)
     assert (p.repetition_penalty, p.presence_penalty, p.frequency_penalty) == (1.0, 0.0, 0.0)
     assert (p.seed, p.stop, p.stop_token_ids, p.ignore_eos, p.logprobs) == (None, [], [], False, None)
+    assert p.logit_bias == {}
     assert SamplingParams(stop="\n").stop == ["\n"]
     assert SamplingParams(temperature=0).greedy and not SamplingParams(temperature=0.1).greedy
 
@@ -143,6 +166,10 @@ def test_params_defaults_are_vllms():
     ({"stop_token_ids": [1, -2]}, "stop_token_ids must be a list of non-negative integers"),
     ({"logprobs": -1}, r"logprobs must be >= 0 \(or None\), got -1"),
     ({"min_tokens": 20}, r"min_tokens must be <= max_tokens \(16\), got 20"),
+    ({"logit_bias": {5: 101}}, r"logit_bias values must be numbers in \[-100, 100\]"),
+    ({"logit_bias": {-1: 1}}, "logit_bias must map non-negative integer token ids to numbers"),
+    ({"logit_bias": {"5": 1}}, "logit_bias must map non-negative integer token ids to numbers"),
+    ({"logit_bias": [5]}, "logit_bias must map non-negative integer token ids to numbers"),
 ])
 def test_params_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -132,6 +132,18 @@ def test_logprobs(client):
 
 
 # ----------------------------------------------------------------------------------------------- chat
+def test_logit_bias_forces_and_bans_tokens(client):
+    greedy = reference(PROMPTS[0], max_tokens=6, temperature=0)[0].token_ids
+    forced = TOKENIZER.encode(" fox")[0]
+    got = client.completions.create(model="fake", prompt=PROMPTS[0], max_tokens=6, temperature=0,
+                                    logit_bias={str(forced): 100})
+    assert TOKENIZER.encode(got.choices[0].text) == [forced] * 6 != greedy
+    banned = client.completions.create(model="fake", prompt=PROMPTS[0], max_tokens=6, temperature=0,
+                                       logit_bias={str(greedy[0]): -100})
+    want = reference(PROMPTS[0], max_tokens=6, temperature=0, logit_bias={greedy[0]: -100})[0]
+    assert banned.choices[0].text == want.text and want.token_ids[0] != greedy[0]
+
+
 def test_chat_renders_the_chat_template(client):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello world"}]
     got = client.chat.completions.create(model="fake", messages=messages, max_tokens=10, temperature=0)
@@ -184,7 +196,10 @@ def test_tokenize_and_detokenize(server):
     ({"prompt": [1, 2, TOKENIZER.vocab_size]}, "prompt"),
     ({"prompt": []}, "prompt"),
     ({"extra_body": {"temprature": 0.5}}, "temprature"),  # unknown fields are rejected, never ignored
-    ({"extra_body": {"logit_bias": {"5": 10}}}, "logit_bias"),  # known, but not implemented here
+    ({"logit_bias": {"five": 10}}, "logit_bias"),  # keys are token ids
+    ({"logit_bias": {"5": 101}}, "logit_bias"),
+    ({"logit_bias": {str(TOKENIZER.vocab_size): 1}}, "logit_bias"),  # outside the vocabulary
+    ({"extra_body": {"echo": True}}, "echo"),  # known, but not implemented here
 ])
 def test_bad_values_are_400_naming_the_param(client, params, param):
     params = {"model": "fake", "prompt": "Hello", "max_tokens": 4, **params}

@@ -186,6 +186,10 @@ class LLMEngine:
             raise RequestError(f"max_tokens {params.max_tokens} plus the prompt's {len(token_ids)} tokens exceeds "
                                f"max_model_len {self.max_model_len}: max_tokens must be in [1, {room}]",
                                "max_tokens")
+        outside = [t for t in params.logit_bias if t >= self.vocab_size]
+        if outside:
+            raise RequestError(f"logit_bias names token id {outside[0]}, outside the vocabulary "
+                               f"[0, {self.vocab_size})", "logit_bias")
         max_seqs = self.scheduler.config.max_num_seqs
         if params.n > max_seqs:
             raise RequestError(f"n {params.n} is over this server's max_num_seqs; n must be in [1, {max_seqs}]", "n")

@@ -5,6 +5,8 @@
     out.token_ids[0], out.logprobs[0]
 
 The pipeline, per row, on float32 logits [batch, vocab]:
+  0. logit_bias: each listed token's bias added to its logit (OpenAI's logit_bias: -100 bans a token, 100 all
+     but forces it), before anything else reads the row.
   1. penalties: repetition over prompt + output tokens (logit / p when positive, * p when negative, as HF and
      vLLM define it); frequency and presence over output tokens (logit -= f * count + p * (count > 0), OpenAI's
      definition); then min_tokens masks the end-of-sequence tokens while the output is shorter than min_tokens.
@@ -48,6 +50,7 @@ class SamplingParams:
         logprobs: also return the log-probabilities of this many most likely tokens per step.
         min_tokens: generate at least this many tokens before eos or stop_token_ids may end the output.
         skip_special_tokens: leave special tokens out of the output text.
+        logit_bias: {token id: bias in [-100, 100]} added to those tokens' logits before sampling.
     """
 
     n: int = 1
@@ -66,6 +69,7 @@ class SamplingParams:
     logprobs: int | None = None
     min_tokens: int = 0
     skip_special_tokens: bool = True
+    logit_bias: dict[int, float] | None = None
 
     def __post_init__(self):
         def need(ok: bool, what: str, value) -> None:
@@ -119,6 +123,13 @@ class SamplingParams:
                 isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 0 for t in self.stop_token_ids),
                 "stop_token_ids must be a list of non-negative integers", self.stop_token_ids)
             self.stop_token_ids = [int(t) for t in self.stop_token_ids]
+        bias = {} if self.logit_bias is None else self.logit_bias
+        need(isinstance(bias, dict) and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 0
+                                            for t in bias),
+             "logit_bias must map non-negative integer token ids to numbers", self.logit_bias)
+        need(all(isinstance(v, (int, float)) and not isinstance(v, bool) and -100 <= v <= 100 for v in bias.values()),
+             "logit_bias values must be numbers in [-100, 100]", self.logit_bias)
+        self.logit_bias = {int(t): float(v) for t, v in bias.items()}
 
     @property
     def greedy(self) -> bool:
@@ -146,6 +157,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def apply_logit_bias(logits: np.ndarray, bias: dict[int, float]) -> np.ndarray:
+    """logits [rows, vocab] with bias[t] added to column t (a new array); ValueError for an id outside the vocab."""
+    ids = np.fromiter(bias, dtype=np.int64, count=len(bias))
+    outside = ids[ids >= logits.shape[-1]]
+    if outside.size:
+        raise ValueError(f"logit_bias names token id {int(outside[0])}, outside the vocabulary "
+                         f"[0, {logits.shape[-1]})")
+    out = logits.copy()
+    out[:, ids] += np.fromiter(bias.values(), dtype=np.float32, count=len(bias))
+    return out
 
 
 def apply_repetition_penalty(logits: np.ndarray, seen_ids: Sequence[Sequence[int]], penalty: float) -> np.ndarray:
@@ -270,6 +293,8 @@ def sample(logits: np.ndarray, params: Sequence[SamplingParams], generators: Seq
     for i, p in enumerate(params):
         row = logits[i:i + 1]  # a view: each filter below returns a new array, none writes into it
         output = output_ids[i]
+        if p.logit_bias:
+            row = apply_logit_bias(row, p.logit_bias)
         if p.repetition_penalty != 1.0:
             row = apply_repetition_penalty(row, [list(prompt_ids[i]) + list(output)], p.repetition_penalty)
         if p.presence_penalty != 0 or p.frequency_penalty != 0:

@@ -7,11 +7,12 @@ Unknown fields are REJECTED with a 400 (code "unknown_field"), so a misspelled p
 silently changes nothing. Fields of OpenAI's API that do not change the output here are accepted and ignored
 (`user`, `metadata`, `store`, `service_tier`, `parallel_tool_calls`); fields whose behaviour this server does
 not implement are accepted only with their neutral value and refused otherwise (`echo`, `suffix`, `best_of`,
-`logit_bias`, `tools`, `tool_choice`, `response_format` other than text, `dimensions`).
+`tools`, `tool_choice`, `response_format` other than text, `dimensions`).
 
 Ranges: temperature [0, 2], top_p (0, 1], n [1, 128] (and at most the server's --max-num-seqs), max_tokens >= 1
 (and prompt + max_tokens within the context), presence/frequency_penalty [-2, 2], logprobs [0, 20],
-top_logprobs [0, 20], seed >= 0, stop strings non-empty. vLLM's extensions are accepted too: top_k, min_p,
+top_logprobs [0, 20], seed >= 0, stop strings non-empty, logit_bias {"token id": bias in [-100, 100]} (ids
+within the vocabulary, checked by the engine). vLLM's extensions are accepted too: top_k, min_p,
 repetition_penalty, min_tokens, ignore_eos, stop_token_ids, skip_special_tokens (and chat_template_kwargs).
 """
 
@@ -86,7 +87,18 @@ class _SamplingRequest(_Request):
     stop_token_ids: list[NonNegativeInt] | None = None
     skip_special_tokens: bool = True
 
-    check_logit_bias = _neutral("logit_bias", lambda v: not v)
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, value):
+        for key, bias in (value or {}).items():
+            if not (key.isascii() and key.isdigit()):
+                raise ValueError(f"keys must be token ids (non-negative integers as strings), got {key!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases must be in [-100, 100], got {bias} for token {key}")
+        return value
+
+    def logit_bias_ids(self) -> dict[int, float]:
+        return {int(k): v for k, v in (self.logit_bias or {}).items()}
 
     @field_validator("stop")
     @classmethod

@@ -272,7 +272,8 @@ class OpenAIServing:
                 min_p=req.min_p, repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
                 frequency_penalty=req.frequency_penalty, seed=req.seed, stop=req.stop_list(),
                 stop_token_ids=req.stop_token_ids, ignore_eos=req.ignore_eos, logprobs=logprobs,
-                min_tokens=req.min_tokens, skip_special_tokens=req.skip_special_tokens)
+                min_tokens=req.min_tokens, skip_special_tokens=req.skip_special_tokens,
+                logit_bias=req.logit_bias_ids())
         except ValueError as e:  # a combination pydantic cannot see (min_tokens over max_tokens)
             field = str(e).split(" ", 1)[0]
             raise bad_request(str(e), field if field in type(req).model_fields else None) from None
