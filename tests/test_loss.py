@@ -380,3 +380,47 @@ def test_binary_and_regression_errors():
         F.l1_loss(X, [1.0])
     with pytest.raises(ValueError, match="kl_div: reduction must be one of .*'batchmean'"):
         F.kl_div(X, X, reduction="batch_mean")
+
+
+# ------------------------------------------------------------------------------------------ nn.*Loss modules
+P = _probs((8, C))  # targets in (0, 1) for the binary losses and KL
+
+
+@pytest.mark.parametrize("name, options, consts, values, prepare", [
+    ("L1Loss", {}, {}, [_x((8, C), 0), _x((8, C), 1)], None),
+    ("MSELoss", {"reduction": "sum"}, {}, [_x((8, C), 0), _x((8, C), 1)], None),
+    ("SmoothL1Loss", {"beta": 0.5, "reduction": "none"}, {}, [_x((8, C), 0), _x((8, C), 1)], None),
+    ("HuberLoss", {"delta": 0.7}, {}, [_x((8, C), 0), _x((8, C), 1)], None),
+    ("NLLLoss", {"ignore_index": 1}, {"weight": W}, [_x((8, C)), T], "log_softmax"),
+    ("CrossEntropyLoss", {"label_smoothing": 0.1}, {"weight": W}, [_x((8, C)), T_IGN], None),
+    ("CrossEntropyLoss", {"reduction": "sum"}, {}, [_x((8, C)), P], None),
+    ("BCELoss", {}, {"weight": _x((8, C), 5, 0.5, 2.0)}, [_x((8, C)), P], "sigmoid"),
+    ("BCEWithLogitsLoss", {"reduction": "none"}, {"pos_weight": W}, [_x((8, C)), P], None),
+    ("KLDivLoss", {"reduction": "batchmean", "log_target": True}, {}, [_x((8, C)), np.log(P)], "log_softmax"),
+])
+def test_loss_modules_match_torch(name, options, consts, values, prepare):
+    # the module made once with its options (tensors as buffers), called like PyTorch's
+    def make(lib, nn_module):
+        extra = {k: lib.tensor(v, dtype=lib.float32) for k, v in consts.items()}
+        loss = getattr(nn_module, name)(**options, **extra)
+        first = {None: lambda a: a, "sigmoid": lambda a: a.sigmoid(), "log_softmax": lambda a: a.log_softmax(1)}
+        return lambda a, b: loss(first[prepare](a), b)
+
+    helper_test_op([], lambda *a: make(torch, torch.nn)(*a), lambda *a: make(zt, zt.nn)(*a), values=values)
+
+
+def test_loss_modules_keep_weights_as_buffers_and_check_options():
+    w = zt.tensor(W, dtype=zt.float32)
+    loss = zt.nn.CrossEntropyLoss(weight=w, ignore_index=3, label_smoothing=0.2)
+    assert list(loss.state_dict()) == ["weight"] and loss.weight is w  # as torch.nn.CrossEntropyLoss
+    assert repr(loss) == "CrossEntropyLoss(ignore_index=3, label_smoothing=0.2)"
+    assert repr(zt.nn.KLDivLoss(reduction="batchmean")) == "KLDivLoss(reduction='batchmean', log_target=False)"
+    with pytest.raises(ValueError, match="MSELoss: reduction must be one of 'none', 'mean', 'sum', got 'avg'"):
+        zt.nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss: label_smoothing must be a number in \[0.0, 1.0\], "
+                                         "got 1.5"):
+        zt.nn.CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.raises(ValueError, match="HuberLoss: delta must be > 0, got 0.0"):
+        zt.nn.HuberLoss(delta=0.0)
+    with pytest.raises(TypeError, match="'weight' must be a Tensor or None, got ndarray"):
+        zt.nn.NLLLoss(weight=W)
