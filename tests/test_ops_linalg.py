@@ -76,3 +76,51 @@ def test_matmul_errors():
         zt.mm(zt.ones(3), zt.ones(3, 2))
     with pytest.raises(RuntimeError, match="bmm"):
         zt.bmm(zt.ones(2, 3, 4), zt.ones(3, 4, 5))
+
+
+# ------------------------------------------------------------------------------------------------ einsum
+EINSUM_CASES = [
+    ("ij,jk->ik", [(3, 4), (4, 5)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),  # attention scores
+    ("i,i->", [(4,), (4,)]),
+    ("i,j->ij", [(3,), (4,)]),
+    ("ij->ji", [(3, 4)]),
+    ("ij->", [(3, 4)]),
+    ("ij->j", [(3, 4)]),
+    ("ij,jk", [(3, 4), (4, 5)]),  # implicit output
+    ("ba,cb", [(3, 4), (5, 3)]),  # implicit output, letters sorted: "ac"
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 6)]),  # broadcast '...'
+    ("...ij->...ji", [(2, 3, 4)]),
+    ("...i->i", [(2, 3)]),  # '...' summed when the output has none
+    ("abc,cd,de->abe", [(2, 3, 4), (4, 5), (5, 6)]),  # three operands
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),  # bilinear
+    ("ij,j->i", [(2, 1), (3,)]),  # a size-1 dim broadcasts
+    ("i j , j k -> i k", [(3, 4), (4, 5)]),  # spaces
+    ("ij,jk->ik", [(0, 4), (4, 5)]),  # empty
+]
+
+
+@pytest.mark.parametrize("equation, shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum(equation, shapes):
+    helper_test_op(shapes, lambda *a: torch.einsum(equation, *a), lambda *a: zt.einsum(equation, *a))
+
+
+def test_einsum_takes_a_list_of_operands():
+    helper_test_op([(3, 4), (4, 5)], lambda a, b: torch.einsum("ij,jk", [a, b]),
+                   lambda a, b: zt.einsum("ij,jk", [a, b]))
+
+
+@pytest.mark.parametrize("equation, shapes, message", [
+    ("ij,jk->ik", [(3, 4)], r"'ij,jk->ik' has subscripts for 2 operand\(s\), got 1"),
+    ("ij,jk->ik", [(3, 4), (5, 6)], "subscript 'j' has size 5 in operand 1 but 4 in an earlier one"),
+    ("ijk->i", [(3, 4)], r"operand 0 has 2 dims \(shape \(3, 4\)\) but subscripts 'ijk' name 3"),
+    ("ii->i", [(3, 3)], "subscript 'i' appears twice in operand 0 .* diagonals are not supported"),
+    ("ij->iz", [(3, 4)], "output subscript 'z' does not appear in any operand"),
+    ("ij->ii", [(3, 4)], "output subscript 'i' appears more than once"),
+    ("i1,j->ij", [(3, 4), (4,)], r"invalid character\(s\) \['1'\]"),
+    ("...i,...i->......", [(2, 3), (2, 3)], "has more than one '...'"),
+])
+def test_einsum_errors(equation, shapes, message):
+    with pytest.raises(ValueError, match=message):
+        zt.einsum(equation, *[zt.ones(*s) for s in shapes])

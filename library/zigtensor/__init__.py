@@ -34,6 +34,7 @@ from .ops.elementwise import (
     logical_not, logical_or, lt, maximum, minimum, mul, ne, neg, pow, relu, remainder, round, rsqrt, sigmoid,
     sign, sin, sqrt, sub, tanh, trunc, where,
 )
+from .ops.einsum import einsum
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
 from .ops.linalg import bmm, matmul, mm, outer
 from .ops.nn import log_softmax, softmax
