@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle import helper_test_op, torch
+from oracle import gradgradcheck, helper_test_op, torch
 
 import zigtensor as zt
+import zigtensor.nn.functional as F
 
 
 def test_reshape():
@@ -235,3 +236,50 @@ def test_split_returns_views_of_values():
     parts = x.split([2, 3])
     assert [p.shape for p in parts] == [(2, 2), (3, 2)]
     np.testing.assert_array_equal(parts[1].numpy(), np.arange(4, 10).reshape(3, 2))
+
+
+# ------------------------------------------------------------------------------------------------ F.pad
+PAD_CASES = [
+    ("constant", (2, 3, 5, 6), (1, 2), None),
+    ("constant", (2, 3, 5, 6), (1, 2, 0, 3), -1.5),
+    ("constant", (2, 3, 5, 6), (1, -2, -1, 3), None),  # negative pads crop
+    ("constant", (4,), (0, 0), None),
+    ("constant", (2, 3, 4), (1, 1, 1, 1, 1, 1), 2.0),
+    ("reflect", (2, 6), (2, 5), None),
+    ("reflect", (2, 3, 5, 6), (2, 1, 4, 4), None),
+    ("replicate", (2, 3, 7), (3, 0), None),
+    ("replicate", (2, 3, 5, 6), (3, 0, 1, 2), None),
+    ("circular", (2, 3, 5, 6), (2, 6, 5, 1), None),
+    ("circular", (1, 2, 3, 4, 5), (1, 1, 2, 2, 0, 3), None),
+]
+
+
+@pytest.mark.parametrize("mode, shape, pads, value", PAD_CASES, ids=[f"{c[0]}{c[2]}" for c in PAD_CASES])
+def test_pad(mode, shape, pads, value):
+    kw = {} if value is None else {"value": value}
+    helper_test_op([shape], lambda x: torch.nn.functional.pad(x, pads, mode=mode, **kw),
+                   lambda x: F.pad(x, pads, mode=mode, **kw))
+
+
+def test_pad_second_derivatives():
+    gradgradcheck(lambda x: F.pad(x, (1, -1, 2, 0)) ** 2, [(3, 4)])
+    gradgradcheck(lambda x: F.pad(x, (2, 1), mode="reflect") ** 2, [(2, 4)])
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (((2, 3), (1,)), ValueError, r"pad must have an even length of at most 2 \* ndim \(4\), got 1 values"),
+    (((2, 3), (1, 1, 1, 1, 1, 1)), ValueError, "at most 2 \\* ndim \\(4\\)"),
+    (((2, 3), (1.5, 1)), TypeError, "pad must be a sequence of ints"),
+    (((2, 3), (1, 1), "wrap"), ValueError, "mode must be one of 'constant', 'reflect', 'replicate', 'circular', "
+                                           "got 'wrap'"),
+    (((2, 3), (3, 0), "reflect"), ValueError, r"reflect padding of dim 1 must be less than the size of dim 1 "
+                                              r"\(3\), got \(3, 0\)"),
+    (((2, 3), (0, 4), "circular"), ValueError, r"circular padding of dim 1 must be at most the size"),
+    (((2, 3), (-5, 0)), ValueError, "leave a negative size"),
+])
+def test_pad_errors(args, error, message):
+    shape, pads, *mode = args
+    with pytest.raises(error, match=message):
+        F.pad(zt.ones(*shape), pads, *mode)
+    with pytest.raises(ValueError, match="value is only for mode 'constant'"):
+        F.pad(zt.ones(2, 3), (1, 1), mode="reflect", value=1.0)
