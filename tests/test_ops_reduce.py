@@ -173,3 +173,37 @@ def test_any_all():
     helper_test_op(None, lambda x: x.any(), dtype=zt.bool, values=v)
     helper_test_op(None, lambda x: x.all(1), dtype=zt.bool, values=v)
     helper_test_op(None, lambda x: x.any(0, keepdim=True), dtype=zt.bool, values=v)
+
+
+# ------------------------------------------------------------------------------------------ vector norms
+@pytest.mark.parametrize("ord", [2, 1, 3, 1.5, float("inf"), float("-inf"), 0])
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (1, False), ((0, 2), True), (-1, True)])
+def test_vector_norm(ord, dim, keepdim):
+    helper_test_op([(3, 4, 5)], lambda x: torch.linalg.vector_norm(x, ord, dim, keepdim),
+                   lambda x: zt.linalg.vector_norm(x, ord, dim, keepdim), forward_only=ord == 0)
+
+
+def test_tensor_norm_and_zero_vectors():
+    helper_test_op([(3, 4)], lambda x: x.norm())
+    helper_test_op([(3, 4)], lambda x: x.norm(dim=1, keepdim=True))
+    helper_test_op([(3, 4)], lambda x: x.norm(p=1, dim=0))
+    # an all-zero vector: gradient 0, as PyTorch (not the 0 * inf = nan of the composed formula)
+    helper_test_op([(2, 3)], lambda x: torch.linalg.vector_norm(x * 0, dim=1) + x.sum(1),
+                   lambda x: zt.linalg.vector_norm(x * 0, dim=1) + x.sum(1))
+    with pytest.raises(ValueError, match="vector_norm: ord must be a non-negative number, inf or -inf, got -1"):
+        zt.linalg.vector_norm(zt.ones(3), -1)
+    with pytest.raises(RuntimeError, match="vector_norm: expected a floating point input, got zigtensor.int64"):
+        zt.linalg.vector_norm(zt.tensor([1, 2]))
+    with pytest.raises(ValueError, match="nuclear norms are not supported"):
+        zt.ones(2, 2).norm("nuc")
+
+
+def test_normalize_and_cosine_similarity():
+    import zigtensor.nn.functional as F
+
+    TF = torch.nn.functional
+    helper_test_op([(4, 5)], lambda x: TF.normalize(x), lambda x: F.normalize(x))
+    helper_test_op([(2, 3, 4)], lambda x: TF.normalize(x, p=1.0, dim=-1), lambda x: F.normalize(x, p=1.0, dim=-1))
+    helper_test_op([(4, 5), (3, 1, 5)], lambda a, b: TF.cosine_similarity(a, b, dim=-1),
+                   lambda a, b: F.cosine_similarity(a, b, dim=-1))
+    helper_test_op([(4, 5), (4, 5)], lambda a, b: TF.cosine_similarity(a, b), lambda a, b: F.cosine_similarity(a, b))

@@ -37,6 +37,7 @@ from .ops.elementwise import (
 from .ops.einsum import einsum
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
 from .ops.linalg import bmm, matmul, mm, outer
+from .ops.norms import norm
 from .ops.nn import log_softmax, softmax
 from .ops.reduce import (
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,
@@ -48,7 +49,7 @@ from .ops.shape import (
 from .random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from .tensor import Tensor
 
-from . import autograd, nn, optim  # noqa: E402  (after Tensor exists)
+from . import autograd, linalg, nn, optim  # noqa: E402  (after Tensor exists)
 from . import io  # noqa: E402
 from . import data  # noqa: E402
 from . import cuda  # noqa: E402  (imports CuPy only when asked for a device)

@@ -13,6 +13,7 @@ from ..ops.loss import (
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, huber_loss, kl_div, l1_loss,
     mse_loss, nll_loss, smooth_l1_loss,
 )
+from ..ops.norms import cosine_similarity, normalize
 from ..ops.padding import pad
 from ..ops.nn import (
     batch_norm, dropout, embedding, gelu_linear, group_norm, layer_norm, layer_norm_linear, linear, linear_add,
@@ -25,6 +26,7 @@ __all__ = [
     "layer_norm", "layer_norm_linear", "rms_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "unfold", "fold", "conv_transpose2d", "group_norm", "pad",
+    "normalize", "cosine_similarity",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
 ]
