@@ -14,6 +14,31 @@ TF = torch.nn.functional
 
 
 # --------------------------------------------------------------------------------------------- activations
+@pytest.mark.parametrize("name", ["softplus", "elu", "selu", "mish", "relu6", "hardsigmoid", "hardswish",
+                                  "softsign", "logsigmoid"])
+def test_more_activations(name):
+    t, z = getattr(TF, name), getattr(F, name)
+    helper_test_op([(3, 4)], t, z)
+    helper_test_op([(3, 40)], t, z, low=-8, high=8)  # both sides of hardswish's and hardsigmoid's knees
+    helper_test_op([(3, 40)], t, z, low=-100, high=100)  # exp overflows in a discarded branch: no nan
+    helper_test_op([(0, 4)], t, z)
+    # NOTE: PyTorch's hardsigmoid/hardswish gradients use 1/6 rounded to float32 (1.0f / 6.0f) even in float64:
+    # 3e-8 relative off the exact slope these compose
+    loose = name in ("hardsigmoid", "hardswish")
+    helper_test_op([(2, 3, 4)], t, z, dtype=zt.float64, atol=1e-12, rtol=1e-10, grad_atol=1e-12,
+                   grad_rtol=1e-7 if loose else 1e-10)
+
+
+@pytest.mark.parametrize("make", [
+    lambda nn: nn.Softplus(beta=2.0, threshold=5.0), lambda nn: nn.ELU(alpha=0.5), lambda nn: nn.SELU(),
+    lambda nn: nn.Mish(), lambda nn: nn.ReLU6(), lambda nn: nn.Hardsigmoid(), lambda nn: nn.Hardswish(),
+    lambda nn: nn.Softsign(), lambda nn: nn.LogSigmoid(),
+])
+def test_more_activation_modules(make):
+    helper_test_op([(4, 10)], make(torch.nn), make(zt.nn), low=-6, high=6)
+    assert repr(make(zt.nn)) == repr(make(torch.nn))
+
+
 @pytest.mark.parametrize("name", ["relu", "silu", "sigmoid", "tanh", "gelu"])
 def test_activation(name):
     t, z = getattr(TF, name), getattr(F, name)

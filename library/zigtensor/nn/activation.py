@@ -1,4 +1,5 @@
-"""Activations as modules: ReLU, GELU, SiLU, Tanh, Sigmoid, LeakyReLU, Softmax and LogSoftmax.
+"""Activations as modules: ReLU, GELU, SiLU, Tanh, Sigmoid, LeakyReLU, Softmax and LogSoftmax, and those of
+ops/activations.py (Softplus, ELU, SELU, Mish, ReLU6, Hardsigmoid, Hardswish, Softsign, LogSigmoid).
 
 inplace=True is accepted where PyTorch has it, and the result is a new tensor all the same (autograd needs the
 input); it only shows in the repr.
@@ -6,6 +7,7 @@ input); it only shows in the repr.
 
 from __future__ import annotations
 
+from ..ops import activations as act
 from ..ops.elementwise import gelu, leaky_relu, relu, sigmoid, silu, tanh
 from ..ops.nn import log_softmax, softmax
 from ._args import check_float
@@ -138,3 +140,105 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class Softplus(Module):
+    """y = log(1 + exp(beta x)) / beta, and x where beta x > threshold.
+
+    Args:
+        beta (float): sharpness. Default: 1.
+        threshold (float): above it (in beta x) the function is linear. Default: 20.
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta = check_float("Softplus", "beta", beta)
+        if self.beta == 0:
+            raise ValueError("Softplus: beta must be non-zero, got 0")
+        self.threshold = check_float("Softplus", "threshold", threshold)
+
+    def forward(self, x):
+        return act.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class ELU(Module):
+    """y = x if x > 0 else alpha (exp(x) - 1).
+
+    Args:
+        alpha (float): the value y approaches for large negative x, negated. Default: 1.
+        inplace (bool): accepted for PyTorch compatibility. Default: False.
+    """
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha = check_float("ELU", "alpha", alpha)
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        return act.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class _Plain(Module):
+    """An activation without arguments (inplace accepted where PyTorch has it): `fn` applied to the input."""
+
+    fn = None
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        return type(self).fn(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class SELU(_Plain):
+    """y = scale * ELU(x, alpha), scale 1.0507 and alpha 1.6733 (self-normalizing networks)."""
+
+    fn = act.selu
+
+
+class Mish(_Plain):
+    """y = x tanh(softplus(x))."""
+
+    fn = act.mish
+
+
+class ReLU6(_Plain):
+    """y = min(max(x, 0), 6)."""
+
+    fn = act.relu6
+
+
+class Hardsigmoid(_Plain):
+    """y = relu6(x + 3) / 6."""
+
+    fn = act.hardsigmoid
+
+
+class Hardswish(_Plain):
+    """y = x relu6(x + 3) / 6."""
+
+    fn = act.hardswish
+
+
+class Softsign(Module):
+    """y = x / (1 + |x|)."""
+
+    def forward(self, x):
+        return act.softsign(x)
+
+
+class LogSigmoid(Module):
+    """y = log(sigmoid(x)), stable for any x."""
+
+    def forward(self, x):
+        return act.logsigmoid(x)

@@ -6,6 +6,7 @@ from ..ops.conv import (
     adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d, fold, max_pool1d,
     max_pool2d, unfold,
 )
+from ..ops.activations import elu, hardsigmoid, hardswish, logsigmoid, mish, relu6, selu, softplus, softsign
 from ..ops.conv_transpose import conv_transpose2d
 from ..ops.elementwise import gelu, leaky_relu, relu, sigmoid, silu, tanh
 from ..ops.index import one_hot
@@ -26,7 +27,8 @@ __all__ = [
     "layer_norm", "layer_norm_linear", "rms_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "unfold", "fold", "conv_transpose2d", "group_norm", "pad",
-    "normalize", "cosine_similarity",
+    "normalize", "cosine_similarity", "softplus", "elu", "selu", "mish", "relu6", "hardsigmoid", "hardswish",
+    "softsign", "logsigmoid",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
 ]
