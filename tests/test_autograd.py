@@ -344,3 +344,54 @@ def test_inplace_outside_graph():
     with zt.no_grad():
         x.add_(1)
     assert x.tolist() == [2.0, 2.0, 2.0] and x.requires_grad and x.is_leaf
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+def test_tensor_hooks_and_retain_grad_match_pytorch():
+    (zx, tx), (zw, tw) = pair([1.0, -2.0, 3.0]), pair([0.5, 0.25, -1.0])
+    seen = {"zt": [], "torch": []}
+    for lib, x, w in (("zt", zx, zw), ("torch", tx, tw)):
+        x.register_hook(lambda g, lib=lib: seen[lib].append(("x", g.tolist())) or g * 10)  # a leaf: its total
+        y = x * w
+        y.retain_grad()
+        y.register_hook(lambda g, lib=lib: seen[lib].append(("y", g.tolist())) or g + 1)
+        z = y * y + x  # x receives two gradients: the hook sees their sum once
+        z.retain_grad()
+        z.sum().backward()
+        assert y.retains_grad and z.retains_grad and not x.retains_grad
+        seen[lib].append(("y.grad", y.grad.tolist()))
+        seen[lib].append(("z.grad", z.grad.tolist()))
+    assert seen["zt"] == seen["torch"]
+    close(zx.grad, tx.grad)
+    close(zw.grad, tw.grad)
+
+
+def test_retained_gradients_accumulate_and_hooks_can_be_removed():
+    results = []
+    for lib in (zt, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        y = x * 3
+        y.retain_grad()
+        handle = y.register_hook(lambda g: g * 2)
+        (y * y).sum().backward(retain_graph=True)
+        first = y.grad.clone()
+        handle.remove()
+        handle.remove()  # twice: no effect
+        (y * y).sum().backward()
+        results.append((first.tolist(), y.grad.tolist(), x.grad.tolist()))
+    assert results[0] == results[1]
+
+
+def test_hook_errors():
+    x = zt.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that does not require grad"):
+        zt.ones(3).register_hook(lambda g: g)
+    x.register_hook(lambda g: g[:2])
+    with pytest.raises(RuntimeError, match=r"returned a gradient of shape \(2,\) for a tensor of shape \(3,\)"):
+        (x * 2).sum().backward()
+    y = zt.ones(3, requires_grad=True)
+    y.register_hook(lambda g: 5)
+    with pytest.raises(TypeError, match="must return a Tensor or None, got int"):
+        (y * 2).sum().backward()
+    with pytest.raises(TypeError, match="a hook must be callable"):
+        y.register_hook(3)

@@ -362,3 +362,26 @@ def test_module_dict():
         d["nope"]
     with pytest.raises(TypeError, match="expected a Module"):
         d["x"] = 3
+
+
+def test_forward_hooks_see_and_replace_inputs_and_outputs_as_in_pytorch():
+    results = []
+    for lib, layers in ((zt, nn), (torch, torch.nn)):
+        lib.manual_seed(0)
+        layer = layers.Linear(3, 2)
+        with lib.no_grad():
+            layer.weight.copy_(lib.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]))
+            layer.bias.copy_(lib.tensor([0.1, -0.2]))
+        log = []
+        pre = layer.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+        post = layer.register_forward_hook(lambda m, args, out, log=log: log.append(args[0].tolist()) or out + 1)
+        y1 = layer(lib.tensor([[1.0, 0.0, -1.0]]))
+        pre.remove()
+        post.remove()
+        y2 = layer(lib.tensor([[1.0, 0.0, -1.0]]))
+        layer.register_forward_hook(lambda m, args, out: None)  # None keeps the output
+        y3 = layer(lib.tensor([[1.0, 0.0, -1.0]]))
+        results.append((log, y1.tolist(), y2.tolist(), y3.tolist()))
+    np.testing.assert_allclose(np.array(results[0][1]), np.array(results[1][1]), rtol=1e-6)
+    assert results[0][0] == results[1][0]
+    np.testing.assert_allclose(np.array(results[0][2:]), np.array(results[1][2:]), rtol=1e-6)

@@ -203,6 +203,25 @@ class Tensor:
         return self if self.data.flags.c_contiguous else _ops_shape.Clone.apply(self)
 
     # ----------------------------------------------------------------------------------------- autograd
+    def register_hook(self, hook):
+        """hook(grad) -> Tensor or None, called with this tensor's gradient during backward; a returned tensor
+        replaces the gradient. Returns a handle whose remove() unregisters it (autograd/hooks.py)."""
+        from .autograd.hooks import register_hook
+
+        return register_hook(self, hook)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in .grad after backward (leaves keep theirs anyway)."""
+        from .autograd.hooks import retain_grad
+
+        retain_grad(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        node = self.grad_fn
+        retained = None if node is None else node.__dict__.get("retained")
+        return retained is not None and retained() is self
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         from .autograd import backward
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .grad_mode import set_grad_enabled
+from .hooks import leaf_hooks, run_hooks
 
 
 def _topo_order(roots):
@@ -66,6 +67,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
     for g in grad_outputs:
         holders[_root_id(g.data)] = 1  # the caller's tensor
 
+    hooked = {}  # id(leaf) -> (leaf, its summed gradient), for leaves with hooks
+
     def deliver(t, g):
         if capture is not None and id(t) in capture:
             prev = captured.get(id(t))
@@ -81,24 +84,37 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
             r = _root_id(g.data)
             holders[r] = holders.get(r, 0) + 1
         elif accumulate and t.requires_grad:
-            if t.grad is not None and create_graph:
-                t.grad = t.grad + g
-            elif t.grad is not None:
-                # NOTE: summed into .grad's buffer, as PyTorch does, unless this backward still holds that buffer
-                # elsewhere (a pass-through gradient both adopted here and stored for another node)
-                old = t.grad
-                owned = old.grad_fn is None and holders.get(_root_id(old.data), 0) <= 1
-                total = _owned_sum(old, g, owned)
-                t.grad = old if total is old else total.detach()
-            elif create_graph:
-                t.grad = g
-            else:
-                # NOTE: .grad is the user's to modify in place, so it must own its buffer: copy a gradient that
-                # is read-only (broadcast) or also held elsewhere (pass-through backwards such as add's).
-                r = _root_id(g.data)
-                shared = holders.get(r, 0) > 0 or not g.data.flags.writeable
-                t.grad = g.clone().detach() if shared else g.detach()
-                holders[r] = holders.get(r, 0) + 1
+            if leaf_hooks(t) is None:
+                add_to_grad(t, g)
+                return
+            # its hooks see the leaf's total: summed here (and counted as a holder), added after the walk
+            prev = hooked.get(id(t))
+            if prev is not None:
+                holders[_root_id(prev[1].data)] -= 1
+                g = prev[1] + g
+            hooked[id(t)] = (t, g)
+            r = _root_id(g.data)
+            holders[r] = holders.get(r, 0) + 1
+
+    def add_to_grad(t, g):
+        if t.grad is not None and create_graph:
+            t.grad = t.grad + g
+        elif t.grad is not None:
+            # NOTE: summed into .grad's buffer, as PyTorch does, unless this backward still holds that buffer
+            # elsewhere (a pass-through gradient both adopted here and stored for another node)
+            old = t.grad
+            owned = old.grad_fn is None and holders.get(_root_id(old.data), 0) <= 1
+            total = _owned_sum(old, g, owned)
+            t.grad = old if total is old else total.detach()
+        elif create_graph:
+            t.grad = g
+        else:
+            # NOTE: .grad is the user's to modify in place, so it must own its buffer: copy a gradient that
+            # is read-only (broadcast) or also held elsewhere (pass-through backwards such as add's).
+            r = _root_id(g.data)
+            shared = holders.get(r, 0) > 0 or not g.data.flags.writeable
+            t.grad = g.clone().detach() if shared else g.detach()
+            holders[r] = holders.get(r, 0) + 1
 
     from ..amp.autocast_mode import autocast_suspended  # NOTE: here, not at the top: amp imports Tensor
 
@@ -114,6 +130,14 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 raise _freed_error(node)
             r = _root_id(g.data)
             holders[r] -= 1  # popped: this node was its holder
+            hooks = node.__dict__.get("tensor_hooks")
+            if hooks:
+                g = run_hooks(hooks, g, g.shape)
+            retained = node.__dict__.get("retained")
+            t = retained() if retained is not None else None
+            if t is not None:  # a copy: g's buffer may be summed into in place further down
+                kept = g if create_graph else g.detach().clone()
+                t.grad = kept if t.grad is None else t.grad + kept
             in_grads = node.backward(g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -130,4 +154,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 deliver(inp, ig)
             if not retain_graph:
                 node.release()
+        for t, g in hooked.values():
+            holders[_root_id(g.data)] -= 1
+            add_to_grad(t, run_hooks(leaf_hooks(t), g, t.shape))
     return captured

@@ -147,7 +147,31 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward() method")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        for hook in list(pre.values()) if pre else ():
+            new = hook(self, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+        out = self.forward(*args, **kwargs)
+        for hook in list(post.values()) if post else ():
+            new = hook(self, args, out)
+            if new is not None:
+                out = new
+        return out
+
+    def register_forward_pre_hook(self, hook):
+        """hook(module, args) -> None or new args (a tuple, or one value), run before forward. Returns a handle
+        whose remove() unregisters it."""
+        from ..autograd.hooks import HookDict, add_hook
+
+        return add_hook(self.__dict__.setdefault("_forward_pre_hooks", HookDict()), hook)
+
+    def register_forward_hook(self, hook):
+        """hook(module, args, output) -> None or a new output, run after forward. Returns a handle whose remove()
+        unregisters it."""
+        from ..autograd.hooks import HookDict, add_hook
+
+        return add_hook(self.__dict__.setdefault("_forward_hooks", HookDict()), hook)
 
     # ------------------------------------------------------------------------------------------ traversal
     def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
