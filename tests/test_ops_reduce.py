@@ -207,3 +207,38 @@ def test_normalize_and_cosine_similarity():
     helper_test_op([(4, 5), (3, 1, 5)], lambda a, b: TF.cosine_similarity(a, b, dim=-1),
                    lambda a, b: F.cosine_similarity(a, b, dim=-1))
     helper_test_op([(4, 5), (4, 5)], lambda a, b: TF.cosine_similarity(a, b), lambda a, b: F.cosine_similarity(a, b))
+
+
+# ------------------------------------------------------------------------------------------------ sorting
+TIES = np.array([[3.0, 1.0, np.nan, 1.0, 2.0, 1.0], [0.0, -1.0, 5.0, 5.0, 2.0, np.nan]])
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("shape, dim", [((4, 7), -1), ((4, 7), 0), ((2, 3, 8), 1), ((5,), 0), ((), 0), ((0, 3), 1)])
+def test_sort(shape, dim, descending):
+    helper_test_op([shape], lambda x: torch.sort(x, stable=True, dim=dim, descending=descending),
+                   lambda x: zt.sort(x, dim, descending))
+    helper_test_op([shape], lambda x: x.argsort(stable=True, dim=dim, descending=descending),
+                   lambda x: x.argsort(dim, descending))
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_is_stable_and_orders_nan_as_pytorch(descending):
+    helper_test_op([], lambda x: x.sort(stable=True, dim=-1, descending=descending),
+                   lambda x: x.sort(-1, descending), values=[TIES], forward_only=True)
+
+
+@pytest.mark.parametrize("k, dim, largest", [(3, -1, True), (1, 0, True), (2, 1, False), (0, -1, True),
+                                             (7, -1, False)])
+def test_topk(k, dim, largest):
+    # distinct values: PyTorch leaves the order of tied entries unspecified
+    values = [np.random.default_rng(3).permutation(28).reshape(4, 7).astype(np.float64) / 4]
+    helper_test_op([], lambda x: torch.topk(x, k, dim, largest), lambda x: zt.topk(x, k, dim, largest),
+                   values=values)
+
+
+def test_topk_errors():
+    with pytest.raises(RuntimeError, match=r"topk: k must be an int in \[0, 7\] \(the size of dim -1\), got 8"):
+        zt.ones(2, 7).topk(8)
+    with pytest.raises(TypeError, match="sort: expected a Tensor, got list"):
+        zt.sort([3, 1, 2])

@@ -38,6 +38,7 @@ from .ops.einsum import einsum
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
 from .ops.linalg import bmm, matmul, mm, outer
 from .ops.norms import norm
+from .ops.sort import argsort, sort, topk
 from .ops.nn import log_softmax, softmax
 from .ops.reduce import (
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,

@@ -180,6 +180,14 @@ class CPUBackend:
             return
         np.add.at(target, index, values)
 
+    @staticmethod
+    def argsort(a, axis: int, descending: bool):
+        """The stable order of a along axis: NaN last ascending; descending, larger first, equal keys in their
+        order and NaN first (PyTorch's orders): the ascending sort of the reversed axis, reversed."""
+        if not descending:
+            return np.argsort(a, axis=axis, kind="stable")
+        return a.shape[axis] - 1 - np.flip(np.argsort(np.flip(a, axis), axis=axis, kind="stable"), axis)
+
     def rms_norm_forward(self, x, weight, eps: float):
         """(x * rstd * weight, rstd) over the last axis, rstd = 1 / sqrt(mean(x^2) + eps), in one pass of NumPy
         calls (ops.nn.RMSNorm uses it instead of six recorded ops; 16-bit inputs are computed in float32)."""

@@ -192,6 +192,11 @@ class CUDABackend:
 
         return DeviceArray(_random.dropout_backward(g._a, mask._a, p))
 
+    def argsort(self, a, axis: int, descending: bool):
+        from .cuda_kernels import sort as _sort
+
+        return DeviceArray(_sort.argsort(a._a, axis, descending))
+
     def permutation(self, n: int):
         # NOTE: a permutation needs a sort, which has no kernel of ours: drawn on the host from the same
         # (seed, offset) stream and uploaded (it is made once per epoch, not per step)

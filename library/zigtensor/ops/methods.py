@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..tensor import Tensor
 from . import elementwise as ew
 from . import index, linalg, nn, norms, reduce, shape
+from . import sort as sorting
 
 
 def _swap(fn):
@@ -68,6 +69,7 @@ METHODS = {
     "square": lambda s: s * s, "reciprocal": lambda s: 1 / s,
     # reductions
     "sum": reduce.sum, "mean": reduce.mean, "prod": reduce.prod, "max": reduce.max, "min": reduce.min,
+    "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
     "norm": norms.norm, "amax": reduce.amax, "amin": reduce.amin, "argmax": reduce.argmax, "argmin": reduce.argmin,
     "var": reduce.var, "std": reduce.std, "logsumexp": reduce.logsumexp, "cumsum": reduce.cumsum,
     "cumprod": reduce.cumprod, "any": reduce.any, "all": reduce.all, "count_nonzero": reduce.count_nonzero,
