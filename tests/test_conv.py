@@ -352,3 +352,50 @@ def test_mixed_devices_raise(fake_cuda):  # noqa: F811  (the fixture)
     y.sum().backward()
     assert y.device == fake_cuda and xc.grad.device == fake_cuda
     np.testing.assert_allclose(y.numpy(), F.max_pool2d(F.conv2d(x, w, padding=1), 2).numpy())
+
+
+# ------------------------------------------------------------------------------------------ interpolate
+INTERPOLATE_CASES = [
+    ((2, 3, 5, 7), {"scale_factor": 2}),
+    ((2, 3, 5, 7), {"size": (3, 11)}),
+    ((2, 3, 5, 7), {"scale_factor": (1.5, 0.6)}),
+    ((2, 3, 5, 7), {"size": (3, 11), "mode": "nearest-exact"}),
+    ((2, 3, 9), {"scale_factor": 0.5, "mode": "linear"}),
+    ((2, 3, 5, 7), {"size": (8, 4), "mode": "bilinear"}),
+    ((2, 3, 5, 7), {"size": (8, 4), "mode": "bilinear", "align_corners": True}),
+    ((2, 3, 5, 7), {"scale_factor": 1.7, "mode": "bilinear"}),
+    ((2, 3, 5, 7), {"scale_factor": 2.5, "mode": "bilinear", "recompute_scale_factor": True}),
+    ((2, 3, 5, 1), {"size": (5, 3), "mode": "bilinear", "align_corners": True}),
+    ((1, 2, 3, 4, 5), {"size": (5, 3, 7), "mode": "trilinear"}),
+    ((2, 3, 6, 8), {"size": (3, 4), "mode": "area"}),
+]
+
+
+@pytest.mark.parametrize("shape, kw", INTERPOLATE_CASES, ids=[str(c[1]) for c in INTERPOLATE_CASES])
+def test_interpolate(shape, kw):
+    helper_test_op([shape], lambda x: torch.nn.functional.interpolate(x, **kw), lambda x: F.interpolate(x, **kw))
+
+
+def test_upsample_and_pixel_shuffle_modules():
+    helper_test_op([(2, 3, 4, 5)], torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+                   zt.nn.Upsample(scale_factor=2, mode="bilinear"))
+    helper_test_op([(2, 8, 3, 5)], torch.nn.PixelShuffle(2), zt.nn.PixelShuffle(2))
+    helper_test_op([(2, 2, 6, 4)], torch.nn.PixelUnshuffle(2), zt.nn.PixelUnshuffle(2))
+    helper_test_op([(3, 18, 2, 2)], lambda x: torch.nn.functional.pixel_shuffle(x, 3),
+                   lambda x: F.pixel_shuffle(x, 3))
+    assert repr(zt.nn.Upsample(size=(3, 4), mode="bilinear")) == repr(torch.nn.Upsample(size=(3, 4), mode="bilinear"))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"scale_factor": 2, "mode": "cubic"}, "mode must be one of"),
+    ({"size": 4, "scale_factor": 2}, "give exactly one of size and scale_factor"),
+    ({"size": (4, 4, 4)}, "size must be one int or 2 of them"),
+    ({"scale_factor": 2, "mode": "trilinear"}, "mode 'trilinear' expects 5-d input, got 4-d"),
+    ({"scale_factor": 2, "align_corners": True}, "align_corners is only for the linear modes"),
+    ({"scale_factor": 0.1}, "the output size must be positive"),
+])
+def test_interpolate_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        F.interpolate(zt.ones(1, 2, 3, 3), **kw)
+    with pytest.raises(ValueError, match=r"pixel_shuffle: expected \(\*, C \* 2\^2, H, W\) input"):
+        F.pixel_shuffle(zt.ones(1, 3, 2, 2), 2)

@@ -43,6 +43,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNo
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .recurrent import GRU, LSTM, RNN, RNNBase
 from .transformer import TransformerEncoder, TransformerEncoderLayer
+from .upsampling import PixelShuffle, PixelUnshuffle, Upsample
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
            "RNNBase", "RNN", "LSTM", "GRU",
@@ -51,5 +52,6 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "
            "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm", "GroupNorm", "Dropout",
            "Embedding", "Flatten", "Unflatten", "ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU",
            "Softmax", "LogSoftmax", "Softplus", "ELU", "SELU", "Mish", "ReLU6", "Hardsigmoid", "Hardswish",
-           "Softsign", "LogSigmoid", "L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
+           "Softsign", "LogSigmoid", "Upsample", "PixelShuffle", "PixelUnshuffle",
+           "L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]

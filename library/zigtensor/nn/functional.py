@@ -14,6 +14,7 @@ from ..ops.loss import (
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, huber_loss, kl_div, l1_loss,
     mse_loss, nll_loss, smooth_l1_loss,
 )
+from ..ops.interpolate import interpolate, pixel_shuffle, pixel_unshuffle
 from ..ops.norms import cosine_similarity, normalize
 from ..ops.padding import pad
 from ..ops.nn import (
@@ -27,8 +28,8 @@ __all__ = [
     "layer_norm", "layer_norm_linear", "rms_norm", "batch_norm", "embedding", "scaled_dot_product_attention", "one_hot",
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "unfold", "fold", "conv_transpose2d", "group_norm", "pad",
-    "normalize", "cosine_similarity", "softplus", "elu", "selu", "mish", "relu6", "hardsigmoid", "hardswish",
-    "softsign", "logsigmoid",
+    "normalize", "cosine_similarity", "interpolate", "pixel_shuffle", "pixel_unshuffle",
+    "softplus", "elu", "selu", "mish", "relu6", "hardsigmoid", "hardswish", "softsign", "logsigmoid",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
 ]
