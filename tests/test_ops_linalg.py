@@ -124,3 +124,16 @@ def test_einsum_takes_a_list_of_operands():
 def test_einsum_errors(equation, shapes, message):
     with pytest.raises(ValueError, match=message):
         zt.einsum(equation, *[zt.ones(*s) for s in shapes])
+
+
+@pytest.mark.parametrize("shapes, dims", [
+    ([(3, 4, 5), (4, 5, 2)], 2), ([(3, 4), (4, 6)], 1), ([(3, 4), (5, 6)], 0),
+    ([(3, 4, 5), (5, 4, 2)], ([1, 2], [1, 0])), ([(3, 4), (2, 3)], ([0], [1])),
+])
+def test_tensordot(shapes, dims):
+    helper_test_op(shapes, lambda a, b: torch.tensordot(a, b, dims), lambda a, b: zt.tensordot(a, b, dims))
+
+
+def test_lerp():
+    helper_test_op([(3, 4), (3, 4)], lambda a, b: torch.lerp(a, b, 0.3), lambda a, b: zt.lerp(a, b, 0.3))
+    helper_test_op([(3, 4), (3, 4), (4,)], lambda a, b, w: torch.lerp(a, b, w), lambda a, b, w: zt.lerp(a, b, w))

@@ -283,3 +283,39 @@ def test_pad_errors(args, error, message):
         F.pad(zt.ones(*shape), pads, *mode)
     with pytest.raises(ValueError, match="value is only for mode 'constant'"):
         F.pad(zt.ones(2, 3), (1, 1), mode="reflect", value=1.0)
+
+
+# ------------------------------------------------------------------------------- roll, meshgrid, diagonals
+@pytest.mark.parametrize("shifts, dims", [(2, 1), (-1, 0), ((1, -3), (0, 2)), (7, None), (0, 1), (9, -1)])
+def test_roll(shifts, dims):
+    helper_test_op([(3, 4, 5)], lambda x: torch.roll(x, shifts, dims), lambda x: zt.roll(x, shifts, dims))
+    helper_test_op([(3, 4, 5)], lambda x: x.roll(shifts, dims))
+
+
+@pytest.mark.parametrize("indexing", ["ij", "xy"])
+def test_meshgrid(indexing):
+    helper_test_op([(2,), (3,), ()], lambda *t: torch.meshgrid(*t, indexing=indexing),
+                   lambda *t: zt.meshgrid(*t, indexing=indexing))
+
+
+@pytest.mark.parametrize("offset, dim1, dim2", [(0, 0, 1), (1, 0, 2), (-2, 2, 1), (3, -1, -2), (9, 0, 1)])
+def test_diagonal(offset, dim1, dim2):
+    helper_test_op([(3, 4, 5)], lambda x: x.diagonal(offset, dim1, dim2))
+
+
+@pytest.mark.parametrize("offset", [0, 2, -1])
+def test_diag_and_trace(offset):
+    helper_test_op([(4,)], lambda x: torch.diag(x, offset), lambda x: zt.diag(x, offset))
+    helper_test_op([(3, 5)], lambda x: torch.diag(x, offset), lambda x: zt.diag(x, offset))
+    helper_test_op([(4, 3)], lambda x: torch.trace(x), lambda x: zt.trace(x))
+
+
+def test_roll_and_diagonal_errors():
+    with pytest.raises(RuntimeError, match="roll: shifts and dims must have the same length"):
+        zt.ones(2, 3).roll((1, 2), 0)
+    with pytest.raises(RuntimeError, match="diagonal: dim1 and dim2 must differ, both are 1"):
+        zt.ones(2, 3).diagonal(0, 1, -1)
+    with pytest.raises(RuntimeError, match=r"diag: expected a 1-d or 2-d tensor, got shape \(2, 2, 2\)"):
+        zt.diag(zt.ones(2, 2, 2))
+    with pytest.raises(RuntimeError, match=r"meshgrid: expected 0-d or 1-d tensors, got shape \(2, 2\)"):
+        zt.meshgrid(zt.ones(2, 2))

@@ -32,9 +32,10 @@ from .ops import methods as _methods  # noqa: F401  (attaches the Tensor methods
 from .ops.elementwise import (
     abs, add, ceil, clamp, cos, div, eq, erf, exp, floor, floor_divide, ge, gt, le, log, log1p, logical_and,
     logical_not, logical_or, lt, maximum, minimum, mul, ne, neg, pow, relu, remainder, round, rsqrt, sigmoid,
-    sign, sin, sqrt, sub, tanh, trunc, where,
+    lerp, sign, sin, sqrt, sub, tanh, trunc, where,
 )
-from .ops.einsum import einsum
+from .ops.diagonal import diag, diagonal, trace
+from .ops.einsum import einsum, tensordot
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
 from .ops.linalg import bmm, matmul, mm, outer
 from .ops.norms import norm
@@ -44,8 +45,8 @@ from .ops.reduce import (
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,
 )
 from .ops.shape import (
-    cat, chunk, flatten, flip, movedim, narrow, permute, repeat, reshape, split, squeeze, stack, t, transpose,
-    tril, triu, unbind, unsqueeze,
+    cat, chunk, flatten, flip, meshgrid, movedim, narrow, permute, repeat, reshape, roll, split, squeeze, stack, t,
+    transpose, tril, triu, unbind, unsqueeze,
 )
 from .random import get_rng_state, initial_seed, manual_seed, set_rng_state
 from .tensor import Tensor

@@ -136,3 +136,29 @@ def einsum(equation: str, *operands) -> Tensor:
     t, letters = terms[0]
     t, letters = _sum_out(t, letters, set(letters) - set(out))
     return t.permute(*[letters.index(c) for c in out]) if letters != out else t
+
+
+def tensordot(a: Tensor, b: Tensor, dims=2) -> Tensor:
+    """Sum over dims of a and b, as torch.tensordot: dims an int (a's last `dims` with b's first) or a pair of
+    lists (a's dims, b's dims); the result has a's other dims, then b's."""
+    if isinstance(dims, (int,)) and not isinstance(dims, bool):
+        if not 0 <= dims <= min(a.ndim, b.ndim):
+            raise RuntimeError(f"tensordot: dims must be in [0, {min(a.ndim, b.ndim)}], got {dims}")
+        da, db = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    else:
+        try:
+            da, db = ([dims[0]] if isinstance(dims[0], int) else list(dims[0]),
+                      [dims[1]] if isinstance(dims[1], int) else list(dims[1]))
+        except (TypeError, IndexError):
+            raise TypeError(f"tensordot: dims must be an int or a pair of lists of dims, got {dims!r}") from None
+        if len(da) != len(db):
+            raise RuntimeError(f"tensordot: dims lists must have the same length, got {da} and {db}")
+        da = [d % a.ndim for d in da]
+        db = [d % b.ndim for d in db]
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    sa = [next(letters) for _ in range(a.ndim)]
+    sb = [next(letters) for _ in range(b.ndim)]
+    for i, j in zip(da, db):
+        sb[j] = sa[i]
+    out = [c for k, c in enumerate(sa) if k not in da] + [c for k, c in enumerate(sb) if k not in db]
+    return einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(out)}", a, b)

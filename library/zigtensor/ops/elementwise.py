@@ -681,3 +681,9 @@ def silu(x):
 
 def leaky_relu(x, negative_slope: float = 0.01):
     return where(x > 0, x, x * negative_slope)
+
+
+def lerp(start, end, weight):
+    """start + weight * (end - start): linear interpolation, weight a number or a tensor (an exponential moving
+    average of weights is lerp(avg, w, 1 - decay))."""
+    return start + (end - start) * weight

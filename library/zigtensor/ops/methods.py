@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
+from . import diagonal, index, linalg, nn, norms, reduce, shape
 from . import elementwise as ew
-from . import index, linalg, nn, norms, reduce, shape
 from . import sort as sorting
 
 
@@ -69,6 +69,8 @@ METHODS = {
     "square": lambda s: s * s, "reciprocal": lambda s: 1 / s,
     # reductions
     "sum": reduce.sum, "mean": reduce.mean, "prod": reduce.prod, "max": reduce.max, "min": reduce.min,
+    "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,
+    "trace": diagonal.trace,
     "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
     "norm": norms.norm, "amax": reduce.amax, "amin": reduce.amin, "argmax": reduce.argmax, "argmin": reduce.argmin,
     "var": reduce.var, "std": reduce.std, "logsumexp": reduce.logsumexp, "cumsum": reduce.cumsum,

@@ -1,5 +1,5 @@
-"""Shape ops: reshape/view, expand, permute/transpose, squeeze/unsqueeze, flatten, repeat, flip, cat/stack,
-split/chunk/narrow, tril/triu, clone, and moving between devices."""
+"""Shape ops: reshape/view, expand, permute/transpose, squeeze/unsqueeze, flatten, repeat, flip, roll, cat/stack,
+split/chunk/narrow, tril/triu, meshgrid, clone, and moving between devices."""
 
 from __future__ import annotations
 
@@ -381,3 +381,49 @@ def movedim(x: Tensor, source: int, destination: int) -> Tensor:
     order = [i for i in range(x.ndim) if i != s]
     order.insert(d, s)
     return permute(x, *order)
+
+
+def roll(x: Tensor, shifts, dims=None) -> Tensor:
+    """x shifted circularly by shifts along dims (the flattened tensor when dims is None), as torch.roll: each
+    dim is two narrowed pieces put back in the other order."""
+    single = not isinstance(shifts, (tuple, list))
+    shifts = (shifts,) if single else tuple(shifts)
+    if dims is None:
+        if len(shifts) != 1:
+            raise RuntimeError(f"roll: without dims, shifts must be one int, got {shifts}")
+        return roll(x.reshape(-1), shifts[0], 0).reshape(x.shape)
+    dims = (dims,) if not isinstance(dims, (tuple, list)) else tuple(dims)
+    if len(dims) != len(shifts):
+        raise RuntimeError(f"roll: shifts and dims must have the same length, got {len(shifts)} shifts and "
+                           f"{len(dims)} dims")
+    for shift, dim in zip(shifts, dims):
+        d = normalize_dim(dim, x.ndim, "roll")
+        n = x.shape[d]
+        k = int(shift) % n if n else 0
+        if k:
+            x = cat([narrow(x, d, n - k, k), narrow(x, d, 0, n - k)], d)
+    return x
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """Coordinate grids of 1-d tensors (or 0-d): 'ij' (matrix indexing, PyTorch's default) gives output i the
+    shape (len(t0), len(t1), ...) varying along dim i; 'xy' (Cartesian) swaps the first two dims."""
+    if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    _same_device("meshgrid", tensors)
+    for i, t in enumerate(tensors):
+        if t.ndim > 1:
+            raise RuntimeError(f"meshgrid: expected 0-d or 1-d tensors, got shape {t.shape} for tensor {i}")
+    flat = [t.reshape(-1) for t in tensors]
+    order = list(range(len(flat)))
+    if indexing == "xy" and len(flat) >= 2:
+        order[0], order[1] = 1, 0
+    shape = tuple(flat[j].shape[0] for j in order)
+    grids = []
+    for i, t in enumerate(flat):
+        view = [1] * len(flat)
+        view[order.index(i)] = t.shape[0]
+        grids.append(t.reshape(*view).expand(*shape))
+    return tuple(grids)
