@@ -137,3 +137,20 @@ def test_tensordot(shapes, dims):
 def test_lerp():
     helper_test_op([(3, 4), (3, 4)], lambda a, b: torch.lerp(a, b, 0.3), lambda a, b: zt.lerp(a, b, 0.3))
     helper_test_op([(3, 4), (3, 4), (4,)], lambda a, b, w: torch.lerp(a, b, w), lambda a, b, w: zt.lerp(a, b, w))
+
+
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, float("inf")])
+def test_cdist(p):
+    helper_test_op([(4, 3), (5, 3)], lambda a, b: torch.cdist(a, b, p), lambda a, b: zt.cdist(a, b, p))
+    helper_test_op([(2, 4, 3), (2, 5, 3)], lambda a, b: torch.cdist(a, b, p), lambda a, b: zt.cdist(a, b, p))
+
+
+def test_addmm_baddbmm_addcmul_addcdiv():
+    helper_test_op([(3, 4), (3, 5), (5, 4)], lambda i, a, b: torch.addmm(i, a, b, beta=0.5, alpha=2),
+                   lambda i, a, b: zt.addmm(i, a, b, beta=0.5, alpha=2))
+    helper_test_op([(4,), (3, 5), (5, 4)], lambda i, a, b: i.addmm(a, b))
+    helper_test_op([(2, 3, 4), (2, 3, 5), (2, 5, 4)], lambda i, a, b: torch.baddbmm(i, a, b, alpha=-1),
+                   lambda i, a, b: zt.baddbmm(i, a, b, alpha=-1))
+    helper_test_op([(3, 4), (3, 4), (4,)], lambda i, a, b: torch.addcmul(i, a, b, value=0.5),
+                   lambda i, a, b: zt.addcmul(i, a, b, value=0.5))
+    helper_test_op([(3, 4), (3, 4), (3, 4)], lambda i, a, b: i.addcdiv(a, b, value=2), low=0.5, high=2.0)

@@ -242,3 +242,53 @@ def test_topk_errors():
         zt.ones(2, 7).topk(8)
     with pytest.raises(TypeError, match="sort: expected a Tensor, got list"):
         zt.sort([3, 1, 2])
+
+
+def test_unique():
+    x = [np.array([[3, 1, 2, 3], [1, 1, 5, 0]], dtype=np.int64)]
+    for kw in ({}, {"return_inverse": True}, {"return_counts": True}, {"return_inverse": True, "return_counts": True}):
+        helper_test_op([], lambda t, kw=kw: torch.unique(t, **kw), lambda t, kw=kw: zt.unique(t, **kw), values=x)
+    helper_test_op([], lambda t: t.unique(return_counts=True), values=[np.array([2.5, -1.0, 2.5, 0.0])],
+                   forward_only=True)
+    helper_test_op([], lambda t: torch.unique(t, return_inverse=True, return_counts=True),
+                   lambda t: zt.unique(t, return_inverse=True, return_counts=True),
+                   values=[np.zeros(0, np.int64)])
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_and_bucketize(right):
+    seq = np.array([1.0, 3.0, 5.0, 5.0, 9.0])
+    v = np.array([[3.0, 6.0, 9.0], [0.0, 10.0, 5.0]])
+    helper_test_op([], lambda s, x: torch.searchsorted(s, x, right=right),
+                   lambda s, x: zt.searchsorted(s, x, right=right), values=[seq, v], forward_only=True)
+    helper_test_op([], lambda s, x: torch.bucketize(x, s, right=right),
+                   lambda s, x: zt.bucketize(x, s, right=right), values=[seq, v], forward_only=True)
+    rows = np.sort(np.random.default_rng(0).standard_normal((2, 6)), -1)
+    helper_test_op([], lambda s, x: torch.searchsorted(s, x, side="right" if right else "left"),
+                   lambda s, x: zt.searchsorted(s, x, side="right" if right else "left"), values=[rows, v],
+                   forward_only=True)
+
+
+def test_multinomial_draws_follow_the_weights():
+    zt.manual_seed(0)
+    draws = zt.multinomial(zt.tensor([0.1, 0.0, 0.6, 0.3]), 20000, replacement=True).numpy()
+    assert draws.dtype == np.int64 and draws.shape == (20000,)
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 20000, [0.1, 0.0, 0.6, 0.3], atol=0.015)
+    rows = zt.tensor([[1.0, 0.0, 2.0, 1.0, 4.0]] * 4000).multinomial(3)
+    picks = rows.numpy()
+    assert picks.shape == (4000, 3) and all(len(set(r)) == 3 for r in picks) and not (picks == 1).any()
+    np.testing.assert_allclose(np.bincount(picks[:, 0], minlength=5) / 4000, [0.125, 0, 0.25, 0.125, 0.5],
+                               atol=0.03)  # the first draw: the weights' proportions
+    zt.manual_seed(5)
+    a = zt.multinomial(zt.tensor([1.0, 2.0, 3.0]), 10, replacement=True).tolist()
+    zt.manual_seed(5)
+    assert zt.multinomial(zt.tensor([1.0, 2.0, 3.0]), 10, replacement=True).tolist() == a  # seeded
+
+
+def test_multinomial_errors():
+    with pytest.raises(RuntimeError, match="cannot draw 3 samples without replacement from a row with 2 non-zero"):
+        zt.multinomial(zt.tensor([1.0, 0.0, 1.0]), 3)
+    with pytest.raises(RuntimeError, match="weights must be finite and non-negative"):
+        zt.multinomial(zt.tensor([1.0, -1.0]), 1)
+    with pytest.raises(RuntimeError, match="every row of weights must have a positive sum"):
+        zt.multinomial(zt.tensor([[1.0, 1.0], [0.0, 0.0]]), 1)

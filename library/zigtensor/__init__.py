@@ -32,14 +32,15 @@ from .ops import methods as _methods  # noqa: F401  (attaches the Tensor methods
 from .ops.elementwise import (
     abs, add, ceil, clamp, cos, div, eq, erf, exp, floor, floor_divide, ge, gt, le, log, log1p, logical_and,
     logical_not, logical_or, lt, maximum, minimum, mul, ne, neg, pow, relu, remainder, round, rsqrt, sigmoid,
-    lerp, sign, sin, sqrt, sub, tanh, trunc, where,
+    addcdiv, addcmul, lerp, sign, sin, sqrt, sub, tanh, trunc, where,
 )
 from .ops.diagonal import diag, diagonal, trace
 from .ops.einsum import einsum, tensordot
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
-from .ops.linalg import bmm, matmul, mm, outer
-from .ops.norms import norm
-from .ops.sort import argsort, sort, topk
+from .ops.linalg import addmm, baddbmm, bmm, matmul, mm, outer
+from .ops.multinomial import multinomial
+from .ops.norms import cdist, norm
+from .ops.sort import argsort, bucketize, searchsorted, sort, topk, unique
 from .ops.nn import log_softmax, softmax
 from .ops.reduce import (
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,

@@ -687,3 +687,13 @@ def lerp(start, end, weight):
     """start + weight * (end - start): linear interpolation, weight a number or a tensor (an exponential moving
     average of weights is lerp(avg, w, 1 - decay))."""
     return start + (end - start) * weight
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 * tensor2."""
+    return input + tensor1 * tensor2 * value
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 / tensor2."""
+    return input + tensor1 / tensor2 * value

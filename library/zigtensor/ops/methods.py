@@ -6,6 +6,7 @@ from ..tensor import Tensor
 from . import diagonal, index, linalg, nn, norms, reduce, shape
 from . import elementwise as ew
 from . import sort as sorting
+from .multinomial import multinomial
 
 
 def _swap(fn):
@@ -71,7 +72,9 @@ METHODS = {
     "sum": reduce.sum, "mean": reduce.mean, "prod": reduce.prod, "max": reduce.max, "min": reduce.min,
     "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,
     "trace": diagonal.trace,
-    "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
+    "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk, "unique": sorting.unique,
+    "multinomial": multinomial,
+    "addmm": linalg.addmm, "baddbmm": linalg.baddbmm, "addcmul": ew.addcmul, "addcdiv": ew.addcdiv,
     "norm": norms.norm, "amax": reduce.amax, "amin": reduce.amin, "argmax": reduce.argmax, "argmin": reduce.argmin,
     "var": reduce.var, "std": reduce.std, "logsumexp": reduce.logsumexp, "cumsum": reduce.cumsum,
     "cumprod": reduce.cumprod, "any": reduce.any, "all": reduce.all, "count_nonzero": reduce.count_nonzero,

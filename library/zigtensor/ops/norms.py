@@ -1,4 +1,5 @@
-"""Vector norms and what is built on them: zt.linalg.vector_norm / Tensor.norm, F.normalize, F.cosine_similarity.
+"""Vector norms and what is built on them: zt.linalg.vector_norm / Tensor.norm, F.normalize, F.cosine_similarity,
+zt.cdist.
 
 A p-norm is (sum |x|^p)^(1/p); composed from pow and sum, its gradient at an all-zero vector would be
 0 * inf = nan, where PyTorch gives 0. So the root is its own op (RootOfSum) whose gradient at a zero sum is 0;
@@ -75,3 +76,16 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     shape = broadcast_shapes("cosine_similarity", x1.shape, x2.shape)  # dim counts in the common shape
     x1, x2 = x1.expand(*shape), x2.expand(*shape)
     return (normalize(x1, 2.0, dim, eps) * normalize(x2, 2.0, dim, eps)).sum(dim)
+
+
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0) -> Tensor:
+    """The p-norm distance between each row of x1 (*, P, M) and each row of x2 (*, R, M): (*, P, R), as
+    torch.cdist (from the differences, so a zero distance has gradient 0, not nan)."""
+    for name, t in (("x1", x1), ("x2", x2)):
+        if not isinstance(t, Tensor) or t.ndim < 2:
+            raise RuntimeError(f"cdist: {name} must be a Tensor of at least 2 dims (*, rows, features), got "
+                               f"{getattr(t, 'shape', type(t).__name__)}")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"cdist: x1 and x2 must have the same number of features, got {x1.shape[-1]} and "
+                           f"{x2.shape[-1]}")
+    return vector_norm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p, dim=-1)

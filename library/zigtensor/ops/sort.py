@@ -1,4 +1,5 @@
-"""Sorting: zt.sort, zt.argsort and zt.topk (and their Tensor methods), as PyTorch's.
+"""Sorting and what is built on it: zt.sort, argsort, topk, unique, searchsorted and bucketize (and their Tensor
+methods), as PyTorch's.
 
     values, indices = x.sort(dim=-1, descending=True)
     values, indices = x.topk(5)                       # the 5 largest along the last dim, largest first
@@ -60,6 +61,77 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     if x.ndim == 0:
         return values_indices(values, indices)
     return values_indices(values.narrow(dim, 0, int(k)), indices.narrow(dim, 0, int(k)))
+
+
+def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,  # noqa: A002
+           dim=None):
+    """The distinct values of x in ascending order (flattened); with return_inverse, where each entry of x went
+    (x's shape); with return_counts, how often each distinct value occurs. From one stable sort: a value starts a
+    group where it differs from the one before it."""
+    from .shape import cat
+
+    _check("unique", x)
+    if dim is not None:
+        raise NotImplementedError("unique: dim is not supported (only the flattened tensor's distinct values)")
+    flat = x.reshape(-1)
+    values, order = sort(flat)
+    n = flat.shape[0]
+    starts = values[1:] != values[:-1] if n else values.to(_bool())
+    starts = cat([flat.new_ones(min(n, 1), dtype=_bool()), starts]) if n else starts
+    out = [values[starts]]
+    if return_inverse:
+        group = starts.long().cumsum(0) - 1  # the group of each sorted position
+        inverse = flat.new_zeros(n, dtype=_int64()).scatter(0, order, group)
+        out.append(inverse.reshape(x.shape))
+    if return_counts:
+        from ..creation import full
+
+        first = starts.nonzero().reshape(-1)
+        ends = cat([first[1:], full((min(n, 1),), n, dtype=_int64(), device=x.device)]) if n else first
+        out.append(ends - first)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def searchsorted(sorted_sequence: Tensor, values, right: bool = False, side: str | None = None,
+                 out_int32: bool = False) -> Tensor:
+    """For each value, the index where it would be inserted into the ascending last dim of sorted_sequence to
+    keep it sorted: before equal entries (left), or after them (right=True / side='right'). A 1-d sequence serves
+    every value; an N-d one pairs its leading dims with values'."""
+    from ..creation import tensor
+
+    _check("searchsorted", sorted_sequence)
+    if side is not None:
+        if side not in ("left", "right"):
+            raise ValueError(f"searchsorted: side must be 'left' or 'right', got {side!r}")
+        if right and side == "left":
+            raise ValueError("searchsorted: right=True contradicts side='left'")
+        right = side == "right"
+    if not isinstance(values, Tensor):
+        values = tensor(values, dtype=sorted_sequence.dtype, device=sorted_sequence.device)
+    seq = sorted_sequence
+    if seq.ndim > 1 and seq.shape[:-1] != values.shape[:-1]:
+        raise RuntimeError(f"searchsorted: the leading dims of sorted_sequence {seq.shape[:-1]} and values "
+                           f"{values.shape[:-1]} must match")
+    # count the entries before each value's place: seq[..., None, :] against values[..., :, None]
+    s = seq.unsqueeze(-2) if seq.ndim > 1 else seq
+    below = (s <= values.unsqueeze(-1)) if right else (s < values.unsqueeze(-1))
+    counts = below.sum(-1)
+    return counts.int() if out_int32 else counts
+
+
+def bucketize(input: Tensor, boundaries: Tensor, out_int32: bool = False, right: bool = False) -> Tensor:
+    """The bucket of each input value among the ascending 1-d boundaries: i with boundaries[i-1] < x <=
+    boundaries[i] (right=True: boundaries[i-1] <= x < boundaries[i])."""
+    if not isinstance(boundaries, Tensor) or boundaries.ndim != 1:
+        raise RuntimeError(f"bucketize: boundaries must be a 1-d Tensor, got "
+                           f"{getattr(boundaries, 'shape', type(boundaries).__name__)}")
+    return searchsorted(boundaries, input, right=right, out_int32=out_int32)
+
+
+def _bool():
+    from ..dtypes import bool_
+
+    return bool_
 
 
 def _int64():
