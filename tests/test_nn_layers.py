@@ -435,3 +435,28 @@ def test_functional_errors():
         F.conv_transpose2d(zt.randn(1, 4, 5, 5), zt.randn(4, 2, 3, 3), stride=2, output_padding=2)
     with pytest.raises(RuntimeError, match=r"string padding"):
         F.conv_transpose2d(zt.randn(1, 4, 5, 5), zt.randn(4, 2, 3, 3), padding="same")
+
+
+# ------------------------------------------------------------------------------- padding, PReLU, distances
+@pytest.mark.parametrize("tmake, zmake, shape", [
+    case("zero2d", "ZeroPad2d", 2, shape=(2, 3, 4, 5)),
+    case("constant1d", "ConstantPad1d", (1, 2), 3.5, shape=(2, 3, 4)),
+    case("reflection2d", "ReflectionPad2d", (1, 0, 2, 1), shape=(2, 3, 4, 5)),
+    case("replication1d", "ReplicationPad1d", 3, shape=(2, 3, 4)),
+    case("circular3d", "CircularPad3d", 1, shape=(1, 2, 3, 4, 5)),
+    case("prelu", "PReLU", shape=(4, 3, 5)),
+    case("prelu_channels", "PReLU", 3, init=0.1, shape=(4, 3, 5)),
+])
+def test_padding_and_prelu_layers(tmake, zmake, shape):
+    check_layer(tmake, zmake, shape)
+    assert repr(zmake()) == repr(tmake())
+
+
+def test_distance_modules():
+    helper_test_op([(4, 5), (4, 5)], TNN.CosineSimilarity(dim=1), nn.CosineSimilarity(dim=1))
+    helper_test_op([(4, 5), (4, 5)], TNN.PairwiseDistance(p=1.5, keepdim=True),
+                   nn.PairwiseDistance(p=1.5, keepdim=True))
+    with pytest.raises(RuntimeError, match=r"PReLU: 3 slopes for input of shape \(2, 4\)"):
+        nn.PReLU(3)(zt.ones(2, 4))
+    with pytest.raises(ValueError, match="ZeroPad2d: padding must be one int or 4 ints"):
+        nn.ZeroPad2d((1, 2))

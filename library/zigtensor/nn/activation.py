@@ -1,5 +1,6 @@
 """Activations as modules: ReLU, GELU, SiLU, Tanh, Sigmoid, LeakyReLU, Softmax and LogSoftmax, and those of
-ops/activations.py (Softplus, ELU, SELU, Mish, ReLU6, Hardsigmoid, Hardswish, Softsign, LogSigmoid).
+ops/activations.py (Softplus, ELU, SELU, Mish, ReLU6, Hardsigmoid, Hardswish, Softsign, LogSigmoid), and PReLU
+(a learned negative slope).
 
 inplace=True is accepted where PyTorch has it, and the result is a new tensor all the same (autograd needs the
 input); it only shows in the repr.
@@ -11,7 +12,7 @@ from ..ops import activations as act
 from ..ops.elementwise import gelu, leaky_relu, relu, sigmoid, silu, tanh
 from ..ops.nn import log_softmax, softmax
 from ._args import check_float
-from .module import Module
+from .module import Module, Parameter
 
 
 class ReLU(Module):
@@ -242,3 +243,35 @@ class LogSigmoid(Module):
 
     def forward(self, x):
         return act.logsigmoid(x)
+
+
+class PReLU(Module):
+    """y = x if x > 0 else a * x with a learned slope a: one for all channels, or one per channel (dim 1).
+
+    Args:
+        num_parameters (int): 1, or the number of channels. Default: 1.
+        init (float): the slopes' first value. Default: 0.25.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        from ..creation import full
+        from ._args import check_int
+
+        super().__init__()
+        self.num_parameters = check_int("PReLU", "num_parameters", num_parameters)
+        self.weight = Parameter(full((self.num_parameters,), check_float("PReLU", "init", init), dtype=dtype,
+                                     device=device))
+
+    def forward(self, x):
+        from ..ops.elementwise import where
+
+        a = self.weight
+        if self.num_parameters > 1:
+            if x.ndim < 2 or x.shape[1] != self.num_parameters:
+                raise RuntimeError(f"PReLU: {self.num_parameters} slopes for input of shape {x.shape} (dim 1 must "
+                                   f"have {self.num_parameters} channels)")
+            a = a.reshape(-1, *([1] * (x.ndim - 2)))
+        return where(x > 0, x, x * a)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
