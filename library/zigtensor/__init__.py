@@ -57,7 +57,7 @@ from . import io  # noqa: E402
 from . import data  # noqa: E402
 from . import cuda  # noqa: E402  (imports CuPy only when asked for a device)
 from . import amp  # noqa: E402  (mixed precision: autocast, GradScaler)
-from .io import load_file, save_file  # noqa: E402
+from .io import load, load_file, save, save_file  # noqa: E402
 
 # PyTorch's aliases
 float = float32  # noqa: A001
