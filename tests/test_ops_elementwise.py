@@ -323,3 +323,47 @@ def test_chained_expression():
     helper_test_op([(4, 5), (5,), (4, 1)],
                    lambda x, y, z: ((x * y).exp() - z.sigmoid() * x / (y.abs() + 1)).tanh())
     helper_test_op([(4, 5)], lambda x: (x * x).sum() * x)  # a 0-d result broadcast back in
+
+
+# ------------------------------------------------------------------------------------ more math and tests
+SPECIALS = np.array([[1.5, -2.25, np.nan, 0.0], [np.inf, -np.inf, 0.3, -7.0]])
+
+
+@pytest.mark.parametrize("name", ["exp2", "log2", "log10", "sinh", "cosh", "frac"])
+def test_more_unary_math(name):
+    low, high = (0.1, 4.0) if name.startswith("log") else (-3.0, 3.0)
+    helper_test_op([(3, 4)], lambda x: getattr(torch, name)(x), lambda x: getattr(zt, name)(x), low=low, high=high)
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)(), low=low, high=high)
+
+
+@pytest.mark.parametrize("name", ["logaddexp", "hypot", "fmod"])
+def test_more_binary_math(name):
+    helper_test_op([(3, 4), (4,)], lambda a, b: getattr(torch, name)(a, b), lambda a, b: getattr(zt, name)(a, b),
+                   low=0.5, high=3.0)
+    helper_test_op([], lambda a, b: getattr(torch, name)(a, b), lambda a, b: getattr(zt, name)(a, b),
+                   values=[np.array([-5.5, 7.25, -1.0, 40.0]), np.array([2.0, -3.0, 0.75, 39.0])])
+
+
+def test_predicates_and_nan_to_num():
+    for name in ("isnan", "isinf", "isfinite"):
+        helper_test_op([], lambda x, name=name: getattr(x, name)(), values=[SPECIALS], forward_only=True)
+        helper_test_op([], lambda x, name=name: getattr(x, name)(), values=[np.array([1, -2, 3])], forward_only=True)
+    helper_test_op([], lambda x: x.nan_to_num(), values=[SPECIALS], forward_only=True)
+    helper_test_op([], lambda x: x.nan_to_num(nan=1.0, posinf=9.0, neginf=-9.0), values=[SPECIALS])
+    a = zt.tensor(SPECIALS)
+    assert zt.allclose(a, a, equal_nan=True) and not zt.allclose(a, a) and not a.allclose(a + 1e-3)
+    assert a.allclose(a + 1e-9, equal_nan=True) and zt.equal(a[1:, :1], a[1:, :1]) and not zt.equal(a, a[:1])
+
+
+@pytest.mark.parametrize("repeats, dim", [(2, 1), ([1, 0, 3], 0), (3, None), (2, -1)])
+def test_repeat_interleave(repeats, dim):
+    helper_test_op([(3, 4)], lambda x: torch.repeat_interleave(x, torch.tensor(repeats) if isinstance(repeats, list)
+                                                               else repeats, dim=dim),
+                   lambda x: zt.repeat_interleave(x, repeats, dim=dim))
+
+
+def test_tile_and_masked_select():
+    helper_test_op([(2, 3)], lambda x: x.tile((2,)))
+    helper_test_op([(2, 3)], lambda x: x.tile((2, 1, 3)))
+    helper_test_op([(2, 3), ], lambda x: x.masked_select(torch.tensor([True, False, True])),
+                   lambda x: x.masked_select(zt.tensor([True, False, True])))

@@ -38,6 +38,10 @@ from .ops.diagonal import diag, diagonal, trace
 from .ops.einsum import einsum, tensordot
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
 from .ops.linalg import addmm, baddbmm, bmm, matmul, mm, outer
+from .ops.math_extra import (
+    allclose, cosh, equal, exp2, fmod, frac, hypot, isfinite, isinf, isnan, log2, log10, logaddexp, masked_select,
+    nan_to_num, repeat_interleave, sinh, tile,
+)
 from .ops.multinomial import multinomial
 from .ops.norms import cdist, norm
 from .ops.sort import argsort, bucketize, searchsorted, sort, topk, unique

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import diagonal, index, linalg, nn, norms, reduce, shape
+from . import diagonal, index, linalg, math_extra, nn, norms, reduce, shape
 from . import elementwise as ew
 from . import sort as sorting
 from .multinomial import multinomial
@@ -70,6 +70,13 @@ METHODS = {
     "square": lambda s: s * s, "reciprocal": lambda s: 1 / s,
     # reductions
     "sum": reduce.sum, "mean": reduce.mean, "prod": reduce.prod, "max": reduce.max, "min": reduce.min,
+    "exp2": math_extra.exp2, "log2": math_extra.log2, "log10": math_extra.log10, "sinh": math_extra.sinh,
+    "cosh": math_extra.cosh, "logaddexp": math_extra.logaddexp, "hypot": math_extra.hypot, "fmod": math_extra.fmod,
+    "frac": math_extra.frac, "isnan": math_extra.isnan, "isinf": math_extra.isinf,
+    "isfinite": math_extra.isfinite, "nan_to_num": math_extra.nan_to_num, "allclose": math_extra.allclose,
+    "equal": math_extra.equal, "repeat_interleave": math_extra.repeat_interleave, "tile": math_extra.tile,
+    "masked_select": math_extra.masked_select,
+    "type_as": lambda s, other: s.to(other.dtype),
     "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,
     "trace": diagonal.trace,
     "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk, "unique": sorting.unique,
