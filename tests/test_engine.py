@@ -23,7 +23,7 @@ from zigtensor.engine import (
     QueueFullError,
     RequestError,
 )
-from zigtensor.llm.sampling import SamplingParams, make_generator, sample
+from zigtensor.llm.sampling import SamplingParams, log_softmax, make_generator, sample
 from zigtensor.llm.tokenizer import Tokenizer
 
 CHARS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ.,!?\n0123456789"
@@ -187,6 +187,51 @@ def test_logprobs_are_those_of_the_model_distribution():
         assert [t for t, _ in lp.top] == list(np.argsort(-expect)[:3])
         history.append(lp.token_id)
     assert out.cumulative_logprob == pytest.approx(sum(lp.logprob for lp in out.logprobs), abs=1e-4)
+
+
+def _reference_prompt_logprobs(prompt_ids: list[int], k: int) -> list:
+    """Each prompt token's log-probability after the tokens before it, from the cache-free logits."""
+    runner = FakeModelRunner(vocab_size=VOCAB)
+    out = [None]
+    for t in range(1, len(prompt_ids)):
+        row = log_softmax(runner.logits_for(prompt_ids[:t])[None])[0]
+        top = np.argsort(-row, kind="stable")[:k]
+        out.append((prompt_ids[t], float(row[prompt_ids[t]]), [(int(i), float(row[i])) for i in top]))
+    return out
+
+
+@pytest.mark.parametrize("config", [{}, {"max_num_batched_tokens": 8, "max_num_seqs": 4},
+                                    {"kv_blocks": 12, "max_num_batched_tokens": 16}],
+                         ids=["one chunk", "chunked prefill", "preempted and recomputed"])
+def test_prompt_logprobs_are_the_models_for_every_prompt_token(config):
+    prompts = [f"prompt {i} with some words" for i in range(8)]
+    params = SamplingParams(temperature=0, max_tokens=9, ignore_eos=True, prompt_logprobs=2)
+    engine = make_engine(**config)
+    outs = engine.generate(prompts, params)
+    for prompt, out in zip(prompts, outs):
+        want = _reference_prompt_logprobs(TOKENIZER.encode(prompt), 2)
+        got = out.prompt_logprobs
+        assert len(got) == len(want) and got[0] is None
+        for g, w in zip(got[1:], want[1:]):
+            assert g.token_id == w[0] and g.logprob == pytest.approx(w[1], abs=1e-5)
+            assert [t for t, _ in g.top] == [t for t, _ in w[2]]
+        assert out.outputs[0].token_ids == reference(prompt, params)  # sampling is unchanged
+    if "kv_blocks" in config:
+        assert engine.stats()["num_preemptions"] > 0
+    assert engine.stats()["kv_blocks_used"] == 0
+
+
+def test_prompt_logprobs_skip_the_prefix_cache_and_are_none_unless_asked():
+    engine = make_engine()
+    prompt = "a shared prefix of three blocks!"
+    plain = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+    first = engine.generate([prompt], plain)[0]
+    assert first.prompt_logprobs is None
+    asked = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True, prompt_logprobs=0)
+    again = engine.generate([prompt], asked)[0]
+    assert len(again.prompt_logprobs) == len(first.prompt_token_ids)
+    assert all(e.top == [] for e in again.prompt_logprobs[1:])
+    assert again.outputs[0].token_ids == first.outputs[0].token_ids
 
 
 def test_abort_frees_every_block_at_once():

@@ -264,16 +264,21 @@ class LLMEngine:
             self.step_time_model += time.perf_counter() - t_model
             self.scheduler.update(sched)
             now = time.monotonic()
+            batch = sched.batch
             rows, seqs = [], []
-            for row, (seq, _) in enumerate(sched.scheduled):
+            for j, (seq, _) in enumerate(sched.scheduled):
                 state = self._requests[seq.request.request_id]
                 if state.metrics.first_scheduled_time is None:
                     state.metrics.first_scheduled_time = now
+                start, end = batch.logit_starts[j], batch.logit_starts[j + 1]
+                if state.prompt_logprobs is not None and end - start > 1:
+                    self._record_prompt_logprobs(state, seq, logits[start:end],
+                                                 batch.positions[batch.logit_indices[start:end]])
                 if seq.num_uncomputed_tokens:  # a prefill chunk that is not the last: nothing to sample yet
                     continue
                 touched[seq.request.request_id] = state
                 for s in self._fork(state, seq):
-                    rows.append(row)
+                    rows.append(end - 1)
                     seqs.append(s)
             if seqs:
                 self._append_tokens(seqs, logits[rows], now)
@@ -283,6 +288,19 @@ class LLMEngine:
                 self._requests.pop(state.request.request_id, None)
         self.step_time_total += time.perf_counter() - t0
         return outputs
+
+    @staticmethod
+    def _record_prompt_logprobs(state: RequestState, seq: Sequence, logits: np.ndarray, positions: np.ndarray):
+        """The log-probability of each prompt token after position p (a row of logits per position), with the
+        params' number of most likely ones. A chunk computed again after a preemption adds nothing twice."""
+        prompt, k = seq.request.prompt_token_ids, seq.request.params.prompt_logprobs
+        have = state.prompt_logprobs
+        logprobs = sampling.log_softmax(logits)
+        for row, position in enumerate(positions.tolist()):
+            target = position + 1
+            if target == len(have) and target < len(prompt):
+                token = prompt[target]
+                have.append(TokenLogprob(token, float(logprobs[row, token]), sampling.most_likely(logprobs[row], k)))
 
     def _fork(self, state: RequestState, seq: Sequence) -> list[Sequence]:
         """The sequences that sample from seq's logits: seq itself, plus its n - 1 siblings on the first token."""
@@ -392,8 +410,9 @@ class LLMEngine:
             state.metrics.finished_time = time.monotonic()
             for c in completions:
                 self.counters[f"finished_{c.finish_reason}"] += 1
+        prompt_logprobs = None if state.prompt_logprobs is None else list(state.prompt_logprobs)
         return RequestOutput(state.request.request_id, state.request.prompt, state.request.prompt_token_ids,
-                             completions, finished, state.metrics)
+                             completions, finished, state.metrics, prompt_logprobs)
 
     # --- introspection --------------------------------------------------------------------------------
     def stats(self) -> dict:

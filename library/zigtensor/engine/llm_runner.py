@@ -4,7 +4,8 @@ The engine batches sequences of different lengths, each with a chunk of new toke
 tokens. This runner walks the model's own layers over that row (so the weights, norms, rotary tables and MLPs
 are exactly the ones `LLM` and `zt train` use) and replaces only the attention's cache step: each layer writes
 the new keys and values through the slot mapping and attends with paged_attention over the block tables. The
-final norm and the head run on the last token of each sequence's chunk only.
+final norm and the head run on the batch's logit rows only (the last token of each sequence's chunk, and every
+token of a chunk whose prompt log-probabilities were asked for).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class TransformerRunner(ModelRunner):
             y = y.reshape(x.shape[:2] + (-1,)).astype(x.dtype, copy=False)  # (1, N, n_head * head_dim)
             x = x + ops.linear(attn.c_proj, y)
             x = x + ops.mlp(block.mlp, ops.norm(block.ln_2, x))
-        last = x[0][backend.from_numpy(batch.last_token_indices)]  # (num_seqs, C)
+        last = x[0][backend.from_numpy(batch.logit_indices)]  # (rows, C)
         return ops.linear(m.lm_head, ops.norm(m.transformer.ln_f, last))
 
     def _forward_tensors(self, x: Tensor, batch: ScheduledBatch, cos, sin, meta: AttentionMetadata):
@@ -102,7 +103,7 @@ class TransformerRunner(ModelRunner):
         for layer, block in enumerate(m.transformer.h):
             x = x + self._attention(block.attn, block.ln_1(x), layer, cos, sin, slots, meta)
             x = x + block.mlp(block.ln_2(x))
-        last = x[0][self._wrap(batch.last_token_indices)]  # (num_seqs, C)
+        last = x[0][self._wrap(batch.logit_indices)]  # (rows, C)
         return m.lm_head(m.transformer.ln_f(last)).data
 
     def _attention(self, attn, h: Tensor, layer: int, cos, sin, slots, meta: AttentionMetadata) -> Tensor:

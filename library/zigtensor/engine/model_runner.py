@@ -4,7 +4,9 @@ The scheduler flattens a step into a ScheduledBatch: the new tokens of every sch
 their positions, the cache slot each token's K/V goes to, and per sequence its block table and context length
 (tokens in the cache once this step's are written). A ModelRunner owns the PagedKVCache, writes the new K/V
 through the slot mapping, attends through the block tables (paged_attention) and returns the logits of the
-last token of each sequence's chunk, as NumPy float32 [num_seqs, vocab].
+tokens at `logit_indices`, as NumPy float32 [len(logit_indices), vocab]: the last token of each sequence's
+chunk, and every token of the chunk for a sequence that asked for its prompt's log-probabilities (sequence i's
+rows are logit_starts[i]:logit_starts[i + 1], the last of them the one sampled from).
 
 FakeModelRunner is the model of the engine's tests: its logits are a hash of the sequence's whole history as
 read back from the cache through the block table, so any scheduling, allocation or copy bug changes the tokens
@@ -36,6 +38,15 @@ class ScheduledBatch:
     context_lens: np.ndarray  # int64 [num_seqs]: tokens cached per sequence after this step's writes
     block_tables: np.ndarray  # int32 [num_seqs, max_blocks]: entries past a sequence's blocks are padding (0)
     block_copies: list[tuple[int, int]] = field(default_factory=list)  # (src, dst) to copy before writing
+    # flat token indices whose logits are returned, and where each sequence's rows start among them (default:
+    # each sequence's last token, one row each)
+    logit_indices: np.ndarray | None = None
+    logit_starts: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.logit_indices is None:
+            self.logit_indices = self.last_token_indices
+            self.logit_starts = np.arange(self.num_seqs + 1, dtype=np.int64)
 
     @property
     def num_seqs(self) -> int:
@@ -51,8 +62,13 @@ class ScheduledBatch:
 
     @property
     def last_token_indices(self) -> np.ndarray:
-        """Index in the flat token arrays of each sequence's last new token (the one whose logits are returned)."""
+        """Index in the flat token arrays of each sequence's last new token (the one sampled from)."""
         return self.query_start_loc[1:] - 1
+
+    @property
+    def sample_rows(self) -> np.ndarray:
+        """The row of the returned logits that each sequence samples from (its last)."""
+        return self.logit_starts[1:] - 1
 
     def __repr__(self) -> str:
         return (f"ScheduledBatch(seqs={self.num_seqs}, tokens={self.num_tokens}, "
@@ -75,14 +91,15 @@ class ModelRunner:
         return self.kv_cache
 
     def execute(self, batch: ScheduledBatch) -> np.ndarray:
-        """Run one step: copy-on-write copies, then the model; returns logits float32 [num_seqs, vocab]."""
+        """Run one step: copy-on-write copies, then the model; returns logits float32 [len(logit_indices), vocab]."""
         if self.kv_cache is None:
             raise RuntimeError(f"{type(self).__name__}.execute: allocate_kv_cache must be called first")
         self.kv_cache.copy_blocks(batch.block_copies)
         logits = self.forward(batch)
-        if logits.shape != (batch.num_seqs, self.vocab_size):
+        rows = len(batch.logit_indices)
+        if logits.shape != (rows, self.vocab_size):
             raise RuntimeError(f"{type(self).__name__}.forward returned logits of shape {logits.shape}, expected "
-                               f"{(batch.num_seqs, self.vocab_size)}")
+                               f"{(rows, self.vocab_size)}")
         return logits
 
     def forward(self, batch: ScheduledBatch) -> np.ndarray:
@@ -137,7 +154,7 @@ class FakeModelRunner(ModelRunner):
             k = np.stack([tokens + layer, positions], axis=-1)[:, None, :]
             v = np.stack([positions, tokens - layer], axis=-1)[:, None, :]
             cache.write(layer, slots, backend.from_numpy(k), backend.from_numpy(v))
-        logits = np.empty((batch.num_seqs, self.vocab_size), dtype=np.float32)
+        logits = np.empty((len(batch.logit_indices), self.vocab_size), dtype=np.float32)
         bs = cache.block_size
         for i, ctx in enumerate(batch.context_lens.tolist()):
             table = batch.block_tables[i, :-(-ctx // bs)]
@@ -154,7 +171,8 @@ class FakeModelRunner(ModelRunner):
                 if history is not None and not np.array_equal(history, layer_history):
                     raise RuntimeError(f"FakeModelRunner: layers disagree on sequence {batch.seq_ids[i]}'s tokens")
                 history = layer_history
-            logits[i] = self.logits_for(history)
+            for row in range(batch.logit_starts[i], batch.logit_starts[i + 1]):  # the history up to each row's token
+                logits[row] = self.logits_for(history[:batch.positions[batch.logit_indices[row]] + 1])
         return logits
 
     def __repr__(self) -> str:

@@ -156,6 +156,9 @@ class RequestOutput:
     outputs: list[CompletionOutput]
     finished: bool
     metrics: RequestMetrics | None = None
+    # with SamplingParams.prompt_logprobs: per prompt token, its log-probability given the tokens before it (None
+    # for the first token, which has nothing before it); filled as the prompt is computed
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     @property
     def num_generated_tokens(self) -> int:
@@ -165,10 +168,12 @@ class RequestOutput:
 class RequestState:
     """The engine's record of a live request: its sequences (one, then n after the fork) and metrics."""
 
-    __slots__ = ("request", "sequences", "metrics", "forked", "finished_reported", "order")
+    __slots__ = ("request", "sequences", "metrics", "forked", "finished_reported", "order", "prompt_logprobs")
 
     def __init__(self, request: Request, first: Sequence, order: int):
         self.request = request
+        wanted = getattr(request.params, "prompt_logprobs", None) is not None
+        self.prompt_logprobs: list[TokenLogprob | None] | None = [None] if wanted else None
         self.sequences: list[Sequence] = [first]
         self.metrics = RequestMetrics(arrival_time=request.arrival_time)
         self.forked = request.params.n == 1

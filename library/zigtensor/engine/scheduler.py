@@ -62,6 +62,10 @@ class SchedulerOutput:
         return sum(n for _, n in self.scheduled)
 
 
+def wants_prompt_logprobs(seq: Sequence) -> bool:
+    return getattr(seq.request.params, "prompt_logprobs", None) is not None
+
+
 class Scheduler:
     """Decides each step which sequences run and how many of their tokens, and owns their KV blocks.
 
@@ -139,7 +143,8 @@ class Scheduler:
             seq = self.waiting[0]
             if seats + seq.fork_into > self.config.max_num_seqs:
                 break
-            if seq.seq_id not in self.blocks:
+            if seq.seq_id not in self.blocks and not wants_prompt_logprobs(seq):
+                # NOTE: a request for prompt log-probabilities computes its whole prompt: cached blocks skip logits
                 seq.num_computed_tokens = self.blocks.match_prefix(seq.seq_id, seq.token_ids)
             num_new = min(seq.num_uncomputed_tokens, budget)
             if not self.blocks.can_allocate(seq.seq_id, seq.num_computed_tokens, num_new):
@@ -168,8 +173,14 @@ class Scheduler:
 
     def _build_batch(self, scheduled: list[tuple[Sequence, int]]) -> ScheduledBatch:
         tokens, positions, slots, starts, context_lens, tables = [], [], [], [0], [], []
+        logit_indices, logit_starts = [], [0]
         for seq, num_new in scheduled:
             c = seq.num_computed_tokens
+            end = starts[-1] + num_new  # the flat index after this sequence's tokens
+            # every token of a prompt chunk whose log-probabilities were asked for, else the last one
+            first = end - num_new if wants_prompt_logprobs(seq) and c < seq.num_prompt_tokens else end - 1
+            logit_indices.extend(range(first, end))
+            logit_starts.append(len(logit_indices))
             tokens.extend(seq.token_ids[c:c + num_new])
             positions.append(np.arange(c, c + num_new, dtype=np.int64))
             slots.append(self.blocks.slots(seq.seq_id, c, c + num_new))
@@ -188,6 +199,8 @@ class Scheduler:
             context_lens=np.asarray(context_lens, dtype=np.int64),
             block_tables=block_tables,
             block_copies=self.blocks.take_copies(),
+            logit_indices=np.asarray(logit_indices, dtype=np.int64),
+            logit_starts=np.asarray(logit_starts, dtype=np.int64),
         )
 
     # --- lifetime -------------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ class SamplingParams:
         min_tokens: generate at least this many tokens before eos or stop_token_ids may end the output.
         skip_special_tokens: leave special tokens out of the output text.
         logit_bias: {token id: bias in [-100, 100]} added to those tokens' logits before sampling.
+        prompt_logprobs: also return each prompt token's log-probability given the tokens before it, with this
+            many most likely tokens at each position (0: the prompt token's alone; the engine only).
     """
 
     n: int = 1
@@ -70,6 +72,7 @@ class SamplingParams:
     min_tokens: int = 0
     skip_special_tokens: bool = True
     logit_bias: dict[int, float] | None = None
+    prompt_logprobs: int | None = None
 
     def __post_init__(self):
         def need(ok: bool, what: str, value) -> None:
@@ -105,6 +108,8 @@ class SamplingParams:
         need(integer("logprobs", allow_none=True) is None or self.logprobs >= 0, "logprobs must be >= 0 (or None)",
              self.logprobs)
         need(integer("min_tokens") >= 0, "min_tokens must be >= 0", self.min_tokens)
+        need(integer("prompt_logprobs", allow_none=True) is None or self.prompt_logprobs >= 0,
+             "prompt_logprobs must be >= 0 (or None)", self.prompt_logprobs)
         need(max_tokens is None or self.min_tokens <= max_tokens, f"min_tokens must be <= max_tokens "
              f"({max_tokens})", self.min_tokens)
         if isinstance(self.stop, str):
@@ -157,6 +162,16 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32) - logits.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def most_likely(logprobs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k most likely (token id, log-probability) of one row of log-probabilities, most likely first."""
+    k = min(k, logprobs.shape[-1])
+    if k <= 0:
+        return []
+    best = np.argpartition(-logprobs, k - 1)[:k]
+    best = best[np.argsort(-logprobs[best], kind="stable")]
+    return [(int(t), float(logprobs[t])) for t in best]
 
 
 def apply_logit_bias(logits: np.ndarray, bias: dict[int, float]) -> np.ndarray:
@@ -321,10 +336,7 @@ def sample(logits: np.ndarray, params: Sequence[SamplingParams], generators: Seq
             chosen = _draw(_softmax(row[0].astype(np.float64)), generators[i])
             token_ids[i] = chosen if candidates is None else int(candidates[chosen])
         if p.logprobs:
-            k = min(p.logprobs, vocab)
-            best = np.argpartition(-raw_logprobs[i], k - 1)[:k]
-            best = best[np.argsort(-raw_logprobs[i, best], kind="stable")]
-            top_logprobs.append([(int(t), float(raw_logprobs[i, t])) for t in best])
+            top_logprobs.append(most_likely(raw_logprobs[i], p.logprobs))
         else:
             top_logprobs.append([] if p.logprobs == 0 else None)
     rows = np.arange(batch)
