@@ -106,6 +106,23 @@ def test_engine_n_completions_and_prefix_cache_keep_transformers_greedy(tiny_lla
     assert again.outputs[0].token_ids == hf_greedy(hf, prompt + [5])[:4]
 
 
+def test_prompt_logprobs_match_transformers(tiny_llama):
+    # the runner returns a row of logits for every prompt token of a chunk that asked (max_num_batched_tokens 24:
+    # the 38-token prompt is computed in two chunks, batched with a prompt that did not ask)
+    folder, hf = tiny_llama
+    engine = make_engine(folder, kv_blocks=64)
+    asked = SamplingParams(temperature=0, max_tokens=2, prompt_logprobs=3)
+    outs = engine.generate([PROMPTS[1], PROMPTS[0]], [asked, SamplingParams(temperature=0, max_tokens=2)])
+    with torch.no_grad():
+        want = torch.log_softmax(hf(torch.tensor([PROMPTS[1]])).logits[0].double(), -1).numpy()
+    got = outs[0].prompt_logprobs
+    assert got[0] is None and len(got) == len(PROMPTS[1]) and outs[1].prompt_logprobs is None
+    for t in range(1, len(PROMPTS[1])):
+        assert got[t].token_id == PROMPTS[1][t]
+        assert got[t].logprob == pytest.approx(want[t - 1, PROMPTS[1][t]], abs=1e-4)
+        assert [i for i, _ in got[t].top] == list(np.argsort(-want[t - 1])[:3])
+
+
 def test_load_engine_serves_a_decoder_asynchronously(tiny_llama):
     folder, hf = tiny_llama
 
@@ -148,3 +165,8 @@ def test_load_engine_gives_an_embedding_engine_for_an_encoder():
         assert not engine.health()
 
     asyncio.run(main())
+
+
+def test_llm_generate_refuses_prompt_logprobs_with_where_to_get_them(tiny_llama):
+    with pytest.raises(ValueError, match=r"prompt_logprobs is computed by the serving engine .* LLM.score"):
+        LLM(str(tiny_llama[0])).generate([[1, 2, 3]], SamplingParams(max_tokens=2, prompt_logprobs=1))

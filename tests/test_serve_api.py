@@ -144,6 +144,30 @@ def test_logit_bias_forces_and_bans_tokens(client):
     assert banned.choices[0].text == want.text and want.token_ids[0] != greedy[0]
 
 
+def test_echo_returns_the_prompt_and_its_logprobs_as_evaluation_harnesses_read_them(client):
+    # lm-evaluation-harness scores a continuation with: echo, logprobs=1, max_tokens=1, temperature 0
+    prompt = PROMPTS[1]
+    got = client.completions.create(model="fake", prompt=prompt, max_tokens=1, temperature=0, echo=True, logprobs=1)
+    want = sync_engine().generate([prompt], SamplingParams(max_tokens=1, temperature=0, logprobs=1,
+                                                            prompt_logprobs=1))[0]
+    choice = got.choices[0]
+    ids = TOKENIZER.encode(prompt)
+    assert choice.text == prompt + want.outputs[0].text
+    lp = choice.logprobs
+    assert len(lp.tokens) == len(ids) + 1 and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert "".join(lp.tokens[:-1]) == prompt and lp.text_offset[:2] == [0, len(lp.tokens[0])]
+    np.testing.assert_allclose(lp.token_logprobs[1:-1], [e.logprob for e in want.prompt_logprobs[1:]], rtol=1e-6)
+    assert lp.token_logprobs[-1] == pytest.approx(want.outputs[0].logprobs[0].logprob, rel=1e-6)
+    assert all(len(top) == 1 for top in lp.top_logprobs[1:])
+    plain = client.completions.create(model="fake", prompt=prompt, max_tokens=3, temperature=0, echo=True)
+    assert plain.choices[0].text.startswith(prompt) and plain.choices[0].logprobs is None
+    streamed = client.completions.create(model="fake", prompt=prompt, max_tokens=3, temperature=0, echo=True,
+                                         logprobs=0, stream=True)
+    chunks = list(streamed)
+    assert chunks[0].choices[0].text.startswith(prompt)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == plain.choices[0].text
+
+
 def test_chat_renders_the_chat_template(client):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello world"}]
     got = client.chat.completions.create(model="fake", messages=messages, max_tokens=10, temperature=0)
@@ -199,7 +223,7 @@ def test_tokenize_and_detokenize(server):
     ({"logit_bias": {"five": 10}}, "logit_bias"),  # keys are token ids
     ({"logit_bias": {"5": 101}}, "logit_bias"),
     ({"logit_bias": {str(TOKENIZER.vocab_size): 1}}, "logit_bias"),  # outside the vocabulary
-    ({"extra_body": {"echo": True}}, "echo"),  # known, but not implemented here
+    ({"extra_body": {"suffix": "the end"}}, "suffix"),  # known, but not implemented here
 ])
 def test_bad_values_are_400_naming_the_param(client, params, param):
     params = {"model": "fake", "prompt": "Hello", "max_tokens": 4, **params}

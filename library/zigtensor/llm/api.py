@@ -133,6 +133,10 @@ class LLM:
         for p in params:
             if not isinstance(p, SamplingParams):
                 raise TypeError(f"sampling_params must be SamplingParams, got {type(p).__name__}")
+            if p.prompt_logprobs is not None:
+                raise ValueError("prompt_logprobs is computed by the serving engine (zigtensor.engine, zt serve); "
+                                 "LLM's generate does not return it: LLM.score(token_ids) gives every position's "
+                                 "logits")
         texts, ids = zip(*(self._prompt_ids(p) for p in prompts)) if prompts else ((), ())
         return list(texts), list(ids), params
 

@@ -6,8 +6,10 @@ numbers, no NaN/Infinity), and every bad value becomes a 400 whose `param` names
 Unknown fields are REJECTED with a 400 (code "unknown_field"), so a misspelled parameter (`temprature`) never
 silently changes nothing. Fields of OpenAI's API that do not change the output here are accepted and ignored
 (`user`, `metadata`, `store`, `service_tier`, `parallel_tool_calls`); fields whose behaviour this server does
-not implement are accepted only with their neutral value and refused otherwise (`echo`, `suffix`, `best_of`,
-`tools`, `tool_choice`, `response_format` other than text, `dimensions`).
+not implement are accepted only with their neutral value and refused otherwise (`suffix`, `best_of`, `tools`,
+`tool_choice`, `response_format` other than text, `dimensions`). Completions' `echo` returns the prompt before
+each completion, with the prompt tokens' log-probabilities when `logprobs` is set (what evaluation harnesses
+score likelihoods with).
 
 Ranges: temperature [0, 2], top_p (0, 1], n [1, 128] (and at most the server's --max-num-seqs), max_tokens >= 1
 (and prompt + max_tokens within the context), presence/frequency_penalty [-2, 2], logprobs [0, 20],
@@ -131,7 +133,6 @@ class CompletionRequest(_SamplingRequest):
     suffix: str | None = None
     best_of: int | None = None
 
-    check_echo = _neutral("echo", lambda v: not v)
     check_suffix = _neutral("suffix", lambda v: v is None)
 
     @field_validator("best_of")
@@ -277,8 +278,8 @@ class Usage(BaseModel):
 
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]  # None: an echoed prompt's first token, which has no context
+    top_logprobs: list[dict[str, float] | None]
     text_offset: list[int]
 
 

@@ -137,25 +137,45 @@ class _Format:
 
 
 class CompletionFormat(_Format):
-    def __init__(self, serving, request_id, n):
+    def __init__(self, serving, request_id, n, echo: bool = False):
         super().__init__(serving, request_id, n)
+        self.echo = echo
         self.offsets: dict[int, int] = {}  # text offset of each choice's next logprob token
+        self.echoed: set[int] = set()  # choices whose prompt a stream has sent
 
-    def logprobs(self, index: int, entries) -> s.CompletionLogprobs | None:
+    def _prompt(self, out) -> tuple[str, list | None]:
+        """An echoed prompt: its text, and (token id, logprob, top) per token when prompt logprobs were computed
+        (the first token's logprob and top are None: nothing comes before it)."""
+        text = out.prompt if out.prompt is not None else self.serving.tokenizer.decode(out.prompt_token_ids)
+        if out.prompt_logprobs is None:
+            return text, None
+        entries = [(out.prompt_token_ids[0], None, None)]
+        entries += [(e.token_id, e.logprob, e.top) for e in out.prompt_logprobs[1:]]
+        return text, entries
+
+    def logprobs(self, index: int, entries, prefix: list | None = None) -> s.CompletionLogprobs | None:
+        """The logprobs of a choice's tokens (entries: TokenLogprob), after the echoed prompt's (prefix)."""
         if entries is None:
             return None
-        tokens = [self.token(e.token_id) for e in entries]
+        rows = (prefix or []) + [(e.token_id, e.logprob, e.top) for e in entries]
+        tokens = [self.token(t) for t, _, _ in rows]
         start = self.offsets.get(index, 0)
         offsets = np.cumsum([start] + [len(t) for t in tokens]).tolist()
         self.offsets[index] = offsets[-1]
-        return s.CompletionLogprobs(tokens=tokens, token_logprobs=[e.logprob for e in entries],
-                                    top_logprobs=[{self.token(t): lp for t, lp in e.top} for e in entries],
+        return s.CompletionLogprobs(tokens=tokens, token_logprobs=[lp for _, lp, _ in rows],
+                                    top_logprobs=[None if top is None else {self.token(t): lp for t, lp in top}
+                                                  for _, _, top in rows],
                                     text_offset=offsets[:-1])
 
-    def chunk(self, index: int, c) -> str | None:
-        if not (c.delta_text or c.finish_reason or c.delta_logprobs):
+    def chunk(self, index: int, c, out=None) -> str | None:
+        prefix_text, prefix = "", None
+        if self.echo and index not in self.echoed and out is not None:
+            self.echoed.add(index)
+            prefix_text, prefix = self._prompt(out)
+        if not (prefix_text or c.delta_text or c.finish_reason or c.delta_logprobs):
             return None
-        choice = s.CompletionChoice(index=index, text=c.delta_text, logprobs=self.logprobs(index, c.delta_logprobs),
+        choice = s.CompletionChoice(index=index, text=prefix_text + c.delta_text,
+                                    logprobs=self.logprobs(index, c.delta_logprobs, prefix),
                                     finish_reason=c.finish_reason)
         return sse(s.CompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice]))
 
@@ -166,10 +186,12 @@ class CompletionFormat(_Format):
         return sse(s.CompletionResponse(id=self.id, created=self.created, model=self.model, choices=[], usage=usage))
 
     def response(self, finals, usage: s.Usage) -> s.CompletionResponse:
-        choices = [s.CompletionChoice(index=self.choice_index(i, c), text=c.text,
-                                      logprobs=self.logprobs(self.choice_index(i, c), c.logprobs),
-                                      finish_reason=c.finish_reason)
-                   for i, out in enumerate(finals) for c in out.outputs]
+        choices = []
+        for i, out in enumerate(finals):
+            prefix_text, prefix = self._prompt(out) if self.echo else ("", None)
+            choices += [s.CompletionChoice(index=self.choice_index(i, c), text=prefix_text + c.text,
+                                           logprobs=self.logprobs(self.choice_index(i, c), c.logprobs, prefix),
+                                           finish_reason=c.finish_reason) for c in out.outputs]
         return s.CompletionResponse(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage)
 
 
@@ -195,7 +217,7 @@ class ChatFormat(_Format):
         return [self._chunk([s.ChatChunkChoice(index=i, delta=s.ChatDelta(role="assistant", content=""))])
                 for i in range(num_prompts * self.n)]
 
-    def chunk(self, index: int, c) -> str | None:
+    def chunk(self, index: int, c, out=None) -> str | None:
         if not (c.delta_text or c.finish_reason or c.delta_logprobs):
             return None
         delta = s.ChatDelta(content=c.delta_text) if c.delta_text or not c.finish_reason else s.ChatDelta()
@@ -265,7 +287,8 @@ class OpenAIServing:
                            max_model_len=self.engine.max_model_len)
 
     # --- generation -----------------------------------------------------------------------------------
-    def sampling_params(self, req, max_tokens: int | None, logprobs: int | None) -> SamplingParams:
+    def sampling_params(self, req, max_tokens: int | None, logprobs: int | None,
+                        prompt_logprobs: int | None = None) -> SamplingParams:
         try:
             return SamplingParams(
                 n=req.n, max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=req.top_k,
@@ -273,7 +296,7 @@ class OpenAIServing:
                 frequency_penalty=req.frequency_penalty, seed=req.seed, stop=req.stop_list(),
                 stop_token_ids=req.stop_token_ids, ignore_eos=req.ignore_eos, logprobs=logprobs,
                 min_tokens=req.min_tokens, skip_special_tokens=req.skip_special_tokens,
-                logit_bias=req.logit_bias_ids())
+                logit_bias=req.logit_bias_ids(), prompt_logprobs=prompt_logprobs)
         except ValueError as e:  # a combination pydantic cannot see (min_tokens over max_tokens)
             field = str(e).split(" ", 1)[0]
             raise bad_request(str(e), field if field in type(req).model_fields else None) from None
@@ -293,10 +316,10 @@ class OpenAIServing:
 
     async def completions(self, req: s.CompletionRequest, request: Request) -> Response:
         self.check_model(req.model)
-        params = self.sampling_params(req, req.max_tokens, req.logprobs)
+        params = self.sampling_params(req, req.max_tokens, req.logprobs, req.logprobs if req.echo else None)
         request_id = f"cmpl-{uuid.uuid4().hex}"
         streams = await self.start(req.prompt, params, request_id, "prompt")
-        return await self.respond(streams, CompletionFormat(self, request_id, req.n), req, request)
+        return await self.respond(streams, CompletionFormat(self, request_id, req.n, req.echo), req, request)
 
     def chat_prompt(self, req: s.ChatCompletionRequest | s.TokenizeRequest, add_generation_prompt: bool = True,
                     template_kwargs: dict | None = None) -> list[int]:
@@ -349,7 +372,7 @@ class OpenAIServing:
                             error = failure(c, self.draining)
                             if error is not None:
                                 raise error
-                            line = fmt.chunk(fmt.choice_index(i, c), c)
+                            line = fmt.chunk(fmt.choice_index(i, c), c, out)
                             if line is not None:
                                 yield line
                         if out.finished:
