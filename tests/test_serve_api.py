@@ -346,7 +346,10 @@ class FailingRunner(FakeModelRunner):
 def test_failure_mid_stream_sends_an_error_event_then_done():
     engine = fake_engine(runner=FailingRunner(fail_at=4, vocab_size=TOKENIZER.vocab_size))
     with ServerThread(engine) as srv:
-        body = {"model": "fake", "prompt": "Hello", "max_tokens": 50, "stream": True, "ignore_eos": True}
+        # NOTE: greedy, so the tokens before the failure are always the same ones, and they spell text (sampled
+        # tokens were sometimes bytes of unfinished characters: no text, no event before the error)
+        body = {"model": "fake", "prompt": "Hello", "max_tokens": 50, "stream": True, "ignore_eos": True,
+                "temperature": 0}
         with httpx.stream("POST", srv.url + "/v1/completions", json=body) as r:
             events = sse_events(r)
         assert r.status_code == 200 and events[-1] == "[DONE]"
