@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracle import oracle
 
 import zigtensor as zt
 from zigtensor.data import (
@@ -443,3 +444,53 @@ def test_random_window_loader_errors():
     with pytest.raises(ValueError, match=r"expected a dict with keys \['position'\], got "
                                          r"\['epoch', 'position'\]"):
         loader.load_state_dict({"epoch": 0, "position": 0})
+
+
+# ------------------------------------------------------------------------------------ map-style datasets
+class Squares:
+    """A map-style dataset as PyTorch users write them: __len__ and __getitem__."""
+
+    def __init__(self, n: int = 10):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {"x": np.full(3, i, np.float32), "y": i, "w": float(i) / 2, "name": f"s{i}",
+                "pair": (np.int64(i), np.array([i, i * i]))}
+
+
+def test_default_collate_matches_pytorchs():
+    torch_collate = oracle("torch.utils.data").default_collate
+
+    samples = [Squares()[i] for i in (3, 1, 4)]
+    ours, theirs = zt.data.default_collate(samples), torch_collate(samples)
+    for key in ("x", "y", "w"):
+        same_dtype = str(ours[key].dtype).split(".")[-1] == str(theirs[key].dtype).split(".")[-1]
+        assert ours[key].shape == tuple(theirs[key].shape) and same_dtype, key
+        np.testing.assert_array_equal(ours[key].numpy(), theirs[key].numpy())
+    assert ours["name"] == theirs["name"] and isinstance(ours["pair"], tuple)
+    np.testing.assert_array_equal(ours["pair"][1].numpy(), theirs["pair"][1].numpy())
+    stacked = zt.data.default_collate([zt.ones(2), zt.zeros(2)])
+    assert stacked.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    with pytest.raises(TypeError, match="cannot batch samples of type object; give the DataLoader a collate_fn"):
+        zt.data.default_collate([object()])
+
+
+def test_a_map_style_dataset_loads_in_the_arrays_order_and_resumes():
+    loader = DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)
+    arrays = DataLoader(np.arange(10), batch_size=4, shuffle=True, seed=3)  # the same index order
+    first = [b["y"].tolist() for b in loader]
+    assert first == [b.tolist() for b in arrays] and sorted(sum(first, [])) == list(range(10))
+    it = iter(DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3))
+    next(it)
+    restored = DataLoader(Squares(10), batch_size=4, shuffle=True, seed=3)
+    restored.load_state_dict({"epoch": 0, "position": 4})
+    assert [b["y"].tolist() for b in restored] == first[1:]
+    custom = DataLoader(Squares(5), batch_size=2, collate_fn=lambda samples: [s["y"] for s in samples])
+    assert list(custom) == [[0, 1], [2, 3], [4]] and len(custom) == 3
+    with pytest.raises(ValueError, match="num_workers must be 0"):
+        DataLoader(Squares(), batch_size=2, num_workers=2)
+    with pytest.raises(TypeError, match="a dataset with __len__ and __getitem__, got int"):
+        DataLoader(5, batch_size=2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .errors import DatasetNotFoundError
 from .idx import IMAGE_DATASETS, load_image_dataset, load_mnist_folder, parse_idx, read_idx, write_idx
-from .loader import DataLoader, RandomWindowLoader
+from .loader import DataLoader, RandomWindowLoader, default_collate
 from .text import (
     TEXT_DATASETS,
     TOKENIZERS,
@@ -35,5 +35,5 @@ __all__ = [
     "TEXT_DATASETS", "load_corpus", "load_text", "shakespeare_folder",
     "TOKENIZERS", "ByteTokenizer", "CharTokenizer", "make_tokenizer", "tokenizer_from_dict",
     "train_val_split", "windows", "random_windows",
-    "DataLoader", "RandomWindowLoader",
+    "DataLoader", "RandomWindowLoader", "default_collate",
 ]

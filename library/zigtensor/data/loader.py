@@ -1,4 +1,5 @@
-"""Batches from in-memory NumPy arrays as Tensors, with seeded shuffling and an exactly resumable position.
+"""Batches from in-memory NumPy arrays, or from any map-style dataset (`__len__` and `__getitem__`, as PyTorch's
+Dataset), as Tensors, with seeded shuffling and an exactly resumable position.
 
 The loaders draw their randomness from their own NumPy generators, seeded from (seed, epoch) or (seed,
 batch number), never from the framework RNG (zt.manual_seed): the data order does not change when the
@@ -10,6 +11,7 @@ batches that the uninterrupted one would have.
 ...     ...
 >>> state = loader.state_dict()            # {"epoch": 1, "position": 0}
 >>> batches = loader.batches()             # endless, across epochs, for step-based training
+>>> loader = DataLoader(my_dataset, batch_size=32, shuffle=True)   # samples collated by default_collate
 """
 
 from __future__ import annotations
@@ -41,27 +43,74 @@ def _check_state(who: str, state, keys: tuple) -> None:
         _check_int(f"{who}.load_state_dict", k, state[k], 0)
 
 
+def default_collate(samples: list, device=None):
+    """A batch from a list of samples, as PyTorch's default_collate: Tensors are stacked, NumPy arrays and
+    numbers stacked into Tensors (Python floats as float64, ints as int64, as PyTorch), dicts and tuples/lists
+    collated field by field, strings kept as a list."""
+    from ..ops.shape import stack
+    from ..tensor import Tensor
+
+    dev = as_device(device)
+    first = samples[0]
+    if isinstance(first, Tensor):
+        out = stack(list(samples))
+        return out if out.device is dev else out.to(dev)
+    if isinstance(first, np.ndarray):
+        return _to_tensor(np.stack(samples), dev)
+    if isinstance(first, (bool, np.bool_, numbers.Number)):
+        kind = np.float64 if isinstance(first, float) else None
+        return _to_tensor(np.asarray(samples, dtype=kind), dev)
+    if isinstance(first, (str, bytes)):
+        return list(samples)
+    if isinstance(first, dict):
+        return {k: default_collate([s[k] for s in samples], dev) for k in first}
+    if isinstance(first, (tuple, list)):
+        if any(len(s) != len(first) for s in samples):
+            raise ValueError(f"default_collate: the samples of a batch have different lengths "
+                             f"{sorted({len(s) for s in samples})}")
+        fields = [default_collate(list(f), dev) for f in zip(*samples)]
+        return fields if isinstance(first, list) else tuple(fields)
+    raise TypeError(f"default_collate: cannot batch samples of type {type(first).__name__}; give the DataLoader "
+                    "a collate_fn")
+
+
 class DataLoader:
-    """Mini-batches of aligned arrays, as Tensors on device.
+    """Mini-batches of aligned arrays, or of a map-style dataset's samples, as Tensors on device.
 
     Args:
-        arrays: a tuple of NumPy arrays with the same first dimension (a batch is a tuple of Tensors), or
-            one array (a batch is one Tensor).
-        batch_size (int): examples per batch.
+        dataset: a tuple of NumPy arrays with the same first dimension (a batch is a tuple of Tensors), one
+            array (a batch is one Tensor), or any object with __len__ and __getitem__ (a batch is
+            collate_fn(list of samples)).
+        batch_size (int): examples per batch. Default 1.
         shuffle (bool): a new order each epoch, a permutation drawn from np.random.default_rng((seed, epoch)).
             Default False.
         drop_last (bool): skip the last batch of an epoch when it is smaller than batch_size. Default False.
         seed (int): the shuffling seed. Default 0.
         device: where the batches are put. Default the CPU.
+        collate_fn: list of samples -> batch, for a map-style dataset. Default default_collate (on device).
+        num_workers (int): 0 only: samples are loaded in the calling process.
 
     The state is (epoch, position): position is the index, in the epoch's order, of the next example.
     Iterating yields the rest of the current epoch; the state moves past each batch as it is yielded, and to
     (epoch + 1, 0) with the last one.
     """
 
-    def __init__(self, arrays, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 device=None):
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+                 device=None, collate_fn=None, num_workers: int = 0):
+        if num_workers != 0:
+            raise ValueError(f"DataLoader: num_workers must be 0 (samples are loaded in this process), got "
+                             f"{num_workers!r}")
+        arrays = dataset
         self._single = isinstance(arrays, np.ndarray)
+        self.dataset = None if self._single or isinstance(arrays, tuple) else dataset
+        if self.dataset is not None:
+            if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+                raise TypeError("DataLoader: expected a NumPy array, a tuple of NumPy arrays or a dataset with "
+                                f"__len__ and __getitem__, got {type(dataset).__name__}")
+            arrays = (np.arange(len(dataset)),)  # the loader orders indices; samples are fetched per batch
+        if collate_fn is not None and self.dataset is None:
+            raise ValueError("DataLoader: collate_fn is for datasets; arrays are batched by slicing")
+        self.collate_fn = collate_fn
         arrays = (arrays,) if self._single else tuple(arrays)
         if not arrays or not all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in arrays):
             raise TypeError("DataLoader: expected a NumPy array or a non-empty tuple of NumPy arrays "
@@ -104,6 +153,11 @@ class DataLoader:
                 self.epoch, self.position = self.epoch + 1, 0
             else:
                 self.position = start
+            if self.dataset is not None:
+                samples = [self.dataset[int(i)] for i in idx]
+                yield (self.collate_fn(samples) if self.collate_fn is not None
+                       else default_collate(samples, self.device))
+                continue
             batch = tuple(_to_tensor(a[idx], self.device) for a in self.arrays)
             yield batch[0] if self._single else batch
 
