@@ -235,3 +235,17 @@ def test_to_device_moves_data_and_gradients(fake_cuda):
     w = zt.ones(2, device="cuda:0")
     assert w.device is fake_cuda and w.to("cpu", zt.float64).dtype is zt.float64
     assert x.cuda(0).device is fake_cuda and x.cuda(0).cpu().device == zt.device("cpu")
+
+
+@pytest.mark.cpu_only
+def test_strides_sizes_and_flags_match_pytorch():
+    x = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
+    views = [lambda t: t, lambda t: t.transpose(0, 2), lambda t: t[:, ::2], lambda t: t.permute(1, 0, 2)]
+    for view in views:
+        z, t = view(zt.tensor(x)), view(torch.tensor(x))
+        assert z.stride() == t.stride() and z.stride(-1) == t.stride(-1)
+        assert (z.nbytes, z.itemsize, z.is_cuda) == (t.nbytes, t.itemsize, t.is_cuda)
+    m = zt.nn.Sequential(zt.nn.Linear(2, 3))
+    assert m.get_parameter("0.bias") is m[0].bias
+    with pytest.raises(AttributeError, match=r"Linear has no parameter 'nope' \(looking up '0.nope'\)"):
+        m.get_parameter("0.nope")

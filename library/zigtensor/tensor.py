@@ -60,6 +60,23 @@ class Tensor:
     def element_size(self) -> int:
         return self.dtype.itemsize
 
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel() * self.dtype.itemsize
+
+    def stride(self, dim: int | None = None):
+        """Steps in elements between neighbours along each dim (PyTorch's strides, not NumPy's bytes)."""
+        steps = tuple(s // self.dtype.itemsize for s in self.data.strides)
+        return steps if dim is None else steps[_ops_common.normalize_dim(dim, self.ndim, "stride")]
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
     def is_contiguous(self) -> bool:
         return bool(self.data.flags.c_contiguous)
 

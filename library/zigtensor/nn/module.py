@@ -234,6 +234,14 @@ class Module:
             m = m._modules[part]
         return m
 
+    def get_parameter(self, target: str):
+        """The parameter at a dotted path ('encoder.0.weight')."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(module).__name__} has no parameter {name!r} (looking up {target!r})")
+        return module._parameters[name]
+
     # ------------------------------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
