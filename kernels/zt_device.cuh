@@ -84,6 +84,14 @@ __device__ __forceinline__ float zt_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double zt_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float zt_erf(float x) { return erff(x); }
 __device__ __forceinline__ double zt_erf(double x) { return erf(x); }
+__device__ __forceinline__ float zt_atan(float x) { return atanf(x); }
+__device__ __forceinline__ double zt_atan(double x) { return atan(x); }
+__device__ __forceinline__ float zt_asin(float x) { return asinf(x); }
+__device__ __forceinline__ double zt_asin(double x) { return asin(x); }
+__device__ __forceinline__ float zt_acos(float x) { return acosf(x); }
+__device__ __forceinline__ double zt_acos(double x) { return acos(x); }
+__device__ __forceinline__ float zt_atan2(float y, float x) { return atan2f(y, x); }
+__device__ __forceinline__ double zt_atan2(double y, double x) { return atan2(y, x); }
 __device__ __forceinline__ float zt_floor(float x) { return floorf(x); }
 __device__ __forceinline__ double zt_floor(double x) { return floor(x); }
 __device__ __forceinline__ float zt_ceil(float x) { return ceilf(x); }

@@ -367,3 +367,16 @@ def test_tile_and_masked_select():
     helper_test_op([(2, 3)], lambda x: x.tile((2, 1, 3)))
     helper_test_op([(2, 3), ], lambda x: x.masked_select(torch.tensor([True, False, True])),
                    lambda x: x.masked_select(zt.tensor([True, False, True])))
+
+
+@pytest.mark.parametrize("name", ["atan", "asin", "acos", "arctan"])
+def test_inverse_trigonometry(name):
+    low, high = (-3.0, 3.0) if name in ("atan", "arctan") else (-0.95, 0.95)
+    helper_test_op([(3, 4)], lambda x: getattr(torch, name)(x), lambda x: getattr(zt, name)(x), low=low, high=high)
+    helper_test_op([(3, 4)], lambda x: getattr(x, name)(), low=low, high=high)
+
+
+def test_atan2():
+    helper_test_op([(3, 4), (4,)], lambda y, x: torch.atan2(y, x), lambda y, x: zt.atan2(y, x))
+    helper_test_op([], lambda y, x: torch.atan2(y, x), lambda y, x: zt.atan2(y, x), forward_only=True,
+                   values=[np.array([1.0, -1.0, 0.0, 2.0, -0.0]), np.array([-1.0, -1.0, 1.0, 0.0, -1.0])])

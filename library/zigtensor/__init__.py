@@ -32,8 +32,12 @@ from .ops import methods as _methods  # noqa: F401  (attaches the Tensor methods
 from .ops.elementwise import (
     abs, add, ceil, clamp, cos, div, eq, erf, exp, floor, floor_divide, ge, gt, le, log, log1p, logical_and,
     logical_not, logical_or, lt, maximum, minimum, mul, ne, neg, pow, relu, remainder, round, rsqrt, sigmoid,
-    addcdiv, addcmul, lerp, sign, sin, sqrt, sub, tanh, trunc, where,
+    acos, addcdiv, addcmul, asin, atan, atan2, lerp, sign, sin, sqrt, sub, tanh, trunc, where,
 )
+from .ops.elementwise import acos as arccos  # noqa: E402  (PyTorch has both spellings)
+from .ops.elementwise import asin as arcsin  # noqa: E402
+from .ops.elementwise import atan as arctan  # noqa: E402
+from .ops.elementwise import atan2 as arctan2  # noqa: E402
 from .ops.diagonal import diag, diagonal, trace
 from .ops.einsum import einsum, tensordot
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add

@@ -324,6 +324,45 @@ class Cos(Function):
         return -g * self.inputs[0].sin()
 
 
+class Atan(Function):
+    def forward(self, a):
+        return self.xp.arctan(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return g / (x * x + 1)
+
+
+class Asin(Function):
+    def forward(self, a):
+        return self.xp.arcsin(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return g * (1 - x * x).rsqrt()
+
+
+class Acos(Function):
+    def forward(self, a):
+        return self.xp.arccos(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return -g * (1 - x * x).rsqrt()
+
+
+class Atan2(Function):
+    """atan2(y, x): the angle of the point (x, y); d/dy = x / r^2, d/dx = -y / r^2."""
+
+    def forward(self, y, x):
+        return self.xp.arctan2(y, x)
+
+    def backward(self, g):
+        y, x = self.inputs
+        r2 = x * x + y * y
+        return unbroadcast(g * x / r2, y.shape), unbroadcast(-g * y / r2, x.shape)
+
+
 class Tanh(Function):
     save_output = True
 
@@ -472,6 +511,13 @@ exp, log, log1p = _unary_float(Exp, "exp"), _unary_float(Log, "log"), _unary_flo
 sqrt, rsqrt = _unary_float(Sqrt, "sqrt"), _unary_float(Rsqrt, "rsqrt")
 sin, cos, tanh = _unary_float(Sin, "sin"), _unary_float(Cos, "cos"), _unary_float(Tanh, "tanh")
 sigmoid, erf = _unary_float(Sigmoid, "sigmoid"), _unary_float(Erf, "erf")
+atan, asin, acos = _unary_float(Atan, "atan"), _unary_float(Asin, "asin"), _unary_float(Acos, "acos")
+
+
+def atan2(y, x):
+    """The angle of the point (x, y) in (-pi, pi], elementwise with broadcasting."""
+    y, x = _tensors(to_float(y) if isinstance(y, Tensor) else y, to_float(x) if isinstance(x, Tensor) else x)
+    return Atan2.apply(y, x)
 
 
 def abs(a):

@@ -77,6 +77,8 @@ METHODS = {
     "equal": math_extra.equal, "repeat_interleave": math_extra.repeat_interleave, "tile": math_extra.tile,
     "masked_select": math_extra.masked_select,
     "type_as": lambda s, other: s.to(other.dtype),
+    "atan": ew.atan, "asin": ew.asin, "acos": ew.acos, "atan2": ew.atan2, "arctan": ew.atan, "arcsin": ew.asin,
+    "arccos": ew.acos, "arctan2": ew.atan2,
     "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,
     "trace": diagonal.trace,
     "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk, "unique": sorting.unique,

@@ -31,7 +31,8 @@ _CTYPE_SIZES = {"bool": 1, "signed char": 1, "unsigned char": 1, "short": 2, "__
 UNARY = {
     "identity": None, "negative": np.negative, "positive": np.positive, "absolute": np.absolute, "sign": np.sign,
     "square": np.square, "reciprocal": np.reciprocal, "exp": np.exp, "expm1": np.expm1, "log": np.log,
-    "log1p": np.log1p, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "floor": np.floor,
+    "log1p": np.log1p, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "arctan": np.arctan,
+    "arcsin": np.arcsin, "arccos": np.arccos, "floor": np.floor,
     "ceil": np.ceil, "rint": np.rint, "trunc": np.trunc, "logical_not": np.logical_not, "invert": np.invert,
     "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite, "isposinf": np.isinf, "isneginf": np.isinf,
     # not NumPy ufuncs: float results like exp's
@@ -40,7 +41,8 @@ UNARY = {
 }
 BINARY = {
     "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
-    "floor_divide": np.floor_divide, "remainder": np.remainder, "power": np.power, "maximum": np.maximum,
+    "floor_divide": np.floor_divide, "remainder": np.remainder, "power": np.power, "arctan2": np.arctan2,
+    "maximum": np.maximum,
     "minimum": np.minimum, "fmax": np.fmax, "fmin": np.fmin, "equal": np.equal, "not_equal": np.not_equal,
     "less": np.less, "less_equal": np.less_equal, "greater": np.greater, "greater_equal": np.greater_equal,
     "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
