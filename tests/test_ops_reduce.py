@@ -292,3 +292,60 @@ def test_multinomial_errors():
         zt.multinomial(zt.tensor([1.0, -1.0]), 1)
     with pytest.raises(RuntimeError, match="every row of weights must have a positive sum"):
         zt.multinomial(zt.tensor([[1.0, 1.0], [0.0, 0.0]]), 1)
+
+
+# ------------------------------------------------------------------------------- everyday compositions
+COMPOSITES = [
+    ("broadcast_to", [(3, 1)], lambda m: lambda x: m.broadcast_to(x, (2, 3, 4))),
+    ("broadcast_tensors", [(3, 1), (4,)], lambda m: lambda a, b: m.broadcast_tensors(a, b)),
+    ("hstack", [(2, 3), (2, 1)], lambda m: lambda a, b: m.hstack([a, b])),
+    ("vstack", [(3,), (2, 3)], lambda m: lambda a, b: m.vstack([a, b])),
+    ("swapaxes", [(2, 3, 4)], lambda m: lambda x: m.swapaxes(x, 0, 2)),
+    ("moveaxis", [(2, 3, 4)], lambda m: lambda x: m.moveaxis(x, 0, -1)),
+    ("diff", [(3, 6)], lambda m: lambda x: m.diff(x, n=2, dim=1)),
+    ("diff_prepend", [(3, 6), (3, 1)], lambda m: lambda x, p: m.diff(x, dim=-1, prepend=p)),
+    ("dot", [(5,), (5,)], lambda m: lambda a, b: m.dot(a, b)),
+    ("mv", [(3, 5), (5,)], lambda m: lambda a, b: m.mv(a, b)),
+    ("inner", [(2, 5), (3, 5)], lambda m: lambda a, b: m.inner(a, b)),
+    ("cross", [(4, 3), (4, 3)], lambda m: lambda a, b: m.cross(a, b, dim=-1)),
+    ("nansum", [(3, 4)], lambda m: lambda x: m.nansum(x, 1)),
+    ("var_mean", [(3, 4)], lambda m: lambda x: m.var_mean(x, 1)),
+    ("std_mean", [(3, 4)], lambda m: lambda x: m.std_mean(x, 0, keepdim=True)),
+    ("kthvalue", [(3, 7)], lambda m: lambda x: m.kthvalue(x, 3, 1)),
+    ("median", [(3, 7)], lambda m: lambda x: m.median(x, 1)),
+    ("median_all", [(4, 6)], lambda m: lambda x: m.median(x)),
+    ("quantile", [(3, 8)], lambda m: lambda x: m.quantile(x, 0.3, dim=1)),
+    ("tan", [(3, 4)], lambda m: lambda x: m.tan(x)),
+    ("logit", [(3, 4)], lambda m: lambda x: m.logit(x.sigmoid())),
+    ("logit_eps", [(3, 4)], lambda m: lambda x: m.logit(x.sigmoid(), eps=0.2)),
+    ("deg2rad", [(3, 4)], lambda m: lambda x: m.rad2deg(m.deg2rad(x) * 2)),
+    ("clamp_min", [(3, 4)], lambda m: lambda x: m.clamp_max(m.clamp_min(x, -0.5), 0.7)),
+]
+
+
+@pytest.mark.parametrize("name, shapes, make", COMPOSITES, ids=[c[0] for c in COMPOSITES])
+def test_everyday_compositions(name, shapes, make):
+    helper_test_op(shapes, make(torch), make(zt))
+
+
+def test_take_along_dim_count_nonzero_isclose_xlogy_quantiles():
+    x = [np.random.default_rng(0).standard_normal((3, 5)), np.argsort(np.random.default_rng(1).random((3, 5)), 1)]
+    helper_test_op([], lambda a, i: torch.take_along_dim(a, i, 1), lambda a, i: zt.take_along_dim(a, i, 1), values=x)
+    helper_test_op([], lambda a: torch.count_nonzero(a, 1), lambda a: zt.count_nonzero(a, 1),
+                   values=[np.array([[0.0, 1.0, 2.0], [0.0, 0.0, 3.0]])])
+    a, b = np.array([1.0, np.nan, np.inf, 2.0]), np.array([1.0 + 1e-9, np.nan, np.inf, 2.1])
+    for equal_nan in (False, True):
+        helper_test_op([], lambda p, q, e=equal_nan: torch.isclose(p, q, equal_nan=e),
+                       lambda p, q, e=equal_nan: zt.isclose(p, q, equal_nan=e), values=[a, b], forward_only=True)
+    helper_test_op([], lambda p, q: torch.xlogy(p, q), lambda p, q: zt.xlogy(p, q), forward_only=True,
+                   values=[np.array([0.0, 2.0, 0.0, 1.5]), np.array([0.0, 3.0, np.nan, 0.5])])
+    for how in ("linear", "lower", "higher", "nearest", "midpoint"):
+        helper_test_op([(4, 7)], lambda t, how=how: torch.quantile(t, torch.tensor([0.1, 0.5, 0.75], dtype=t.dtype),
+                                                                   dim=1, interpolation=how),
+                       lambda t, how=how: zt.quantile(t, zt.tensor([0.1, 0.5, 0.75], dtype=t.dtype), dim=1,
+                                                      interpolation=how))
+    zt.manual_seed(0)
+    draws = zt.bernoulli(zt.full((20000,), 0.3)).numpy()
+    assert abs(draws.mean() - 0.3) < 0.015 and set(np.unique(draws)) <= {0.0, 1.0}
+    n = zt.normal(zt.full((20000,), 2.0), 0.5).numpy()
+    assert abs(n.mean() - 2.0) < 0.02 and abs(n.std() - 0.5) < 0.02

@@ -38,6 +38,12 @@ from .ops.elementwise import acos as arccos  # noqa: E402  (PyTorch has both spe
 from .ops.elementwise import asin as arcsin  # noqa: E402
 from .ops.elementwise import atan as arctan  # noqa: E402
 from .ops.elementwise import atan2 as arctan2  # noqa: E402
+from .ops.composites import (
+    broadcast_to, broadcast_tensors, hstack, vstack, swapaxes, moveaxis, take_along_dim, diff,
+    dot, mv, inner, cross, nansum, nanmean, var_mean,
+    std_mean, kthvalue, median, quantile, bernoulli, normal, randint_like, isclose,
+    tan, logit, xlogy, deg2rad, rad2deg, clamp_min, clamp_max,
+)
 from .ops.diagonal import diag, diagonal, trace
 from .ops.einsum import einsum, tensordot
 from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
@@ -51,7 +57,8 @@ from .ops.norms import cdist, norm
 from .ops.sort import argsort, bucketize, searchsorted, sort, topk, unique
 from .ops.nn import log_softmax, softmax
 from .ops.reduce import (
-    all, amax, amin, any, argmax, argmin, cumprod, cumsum, logsumexp, max, mean, min, prod, std, sum, var,
+    all, amax, amin, any, argmax, argmin, count_nonzero, cumprod, cumsum, logsumexp, max, mean, min, prod, std,
+    sum, var,
 )
 from .ops.shape import (
     cat, chunk, flatten, flip, meshgrid, movedim, narrow, permute, repeat, reshape, roll, split, squeeze, stack, t,

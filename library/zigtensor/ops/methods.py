@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import diagonal, index, linalg, math_extra, nn, norms, reduce, shape
+from . import composites, diagonal, index, linalg, math_extra, nn, norms, reduce, shape
 from . import elementwise as ew
 from . import sort as sorting
 from .multinomial import multinomial
@@ -79,6 +79,13 @@ METHODS = {
     "type_as": lambda s, other: s.to(other.dtype),
     "atan": ew.atan, "asin": ew.asin, "acos": ew.acos, "atan2": ew.atan2, "arctan": ew.atan, "arcsin": ew.asin,
     "arccos": ew.acos, "arctan2": ew.atan2,
+    "broadcast_to": composites.broadcast_to, "swapaxes": composites.swapaxes, "moveaxis": composites.moveaxis,
+    "take_along_dim": composites.take_along_dim, "diff": composites.diff, "dot": composites.dot, "mv": composites.mv,
+    "inner": composites.inner, "cross": composites.cross, "nansum": composites.nansum, "nanmean": composites.nanmean,
+    "kthvalue": composites.kthvalue, "median": composites.median, "quantile": composites.quantile,
+    "bernoulli": composites.bernoulli, "isclose": composites.isclose, "tan": composites.tan,
+    "logit": composites.logit, "xlogy": composites.xlogy, "deg2rad": composites.deg2rad,
+    "rad2deg": composites.rad2deg, "clamp_min": composites.clamp_min, "clamp_max": composites.clamp_max,
     "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,
     "trace": diagonal.trace,
     "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk, "unique": sorting.unique,
