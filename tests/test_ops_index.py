@@ -211,3 +211,36 @@ def test_gather_scatter_errors():
         x.masked_fill(zt.ones(5, dtype=zt.bool), 0.0)
     with pytest.raises(RuntimeError, match="index_select"):
         x.index_select(0, zt.tensor([[0]]))
+
+
+# ------------------------------------------------------------------------------- index_add / copy / put
+REPEATED = np.array([2, 0, 2], dtype=np.int64)  # a repeated index: index_add sums both
+
+
+def test_index_add_copy_put():
+    helper_test_op([], lambda x, i, s: x.index_add(1, i, s, alpha=2.0), values=[np.arange(12.0).reshape(3, 4),
+                                                                             REPEATED, np.ones((3, 3))])
+    helper_test_op([], lambda x, i, s: x.index_copy(0, i, s),
+                   values=[np.arange(12.0).reshape(3, 4), np.array([2, 0]), np.full((2, 4), 7.0)])
+    helper_test_op([], lambda x, i, v: x.index_put((i, i), v, accumulate=True),
+                   values=[np.arange(12.0).reshape(3, 4), REPEATED, np.array([1.0, 2.0, 3.0])])
+    helper_test_op([], lambda x, i, v: x.index_put((i,), v),
+                   values=[np.arange(12.0).reshape(3, 4), np.array([2, 0]), np.array([5.0, 6.0, 7.0, 8.0])])
+
+
+def test_in_place_variants_write_into_the_tensor():
+    for lib in (zt, torch):
+        x = lib.tensor([[0.5, -2.0, 3.0], [1.0, 0.25, -0.5]])
+        same = x
+        x.masked_fill_(x > 2, 0.0).abs_().sqrt_().clamp_min_(0.6).pow_(2.0)
+        x.index_add_(1, lib.tensor([0, 0]), lib.ones(2, 2))
+        assert same is x
+        if lib is zt:
+            got = x.tolist()
+        else:
+            np.testing.assert_allclose(got, x.tolist(), rtol=1e-6)
+    w = zt.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="exp_: in-place modification of a leaf tensor that requires grad"):
+        w.exp_()
+    with pytest.raises(RuntimeError, match=r"lerp_: the result's shape \(2, 3\) is not this tensor's \(3,\)"):
+        zt.ones(3).lerp_(zt.ones(2, 3), 0.5)  # broadcasting would grow the tensor

@@ -46,7 +46,9 @@ from .ops.composites import (
 )
 from .ops.diagonal import diag, diagonal, trace
 from .ops.einsum import einsum, tensordot
-from .ops.index import gather, index_select, masked_fill, nonzero, scatter, scatter_add
+from .ops.index import (
+    gather, index_add, index_copy, index_put, index_select, masked_fill, nonzero, scatter, scatter_add,
+)
 from .ops.linalg import addmm, baddbmm, bmm, matmul, mm, outer
 from .ops.math_extra import (
     allclose, cosh, equal, exp2, fmod, frac, hypot, isfinite, isinf, isnan, log2, log10, logaddexp, masked_select,

@@ -276,3 +276,46 @@ def select(x: Tensor, dim: int, index: int) -> Tensor:
     if not -n <= index < n:
         raise IndexError(f"select: index {index} out of range for tensor of size {x.shape} at dimension {d}")
     return getitem(x, (slice(None),) * d + (index,))
+
+
+
+def _index_key(x: Tensor, dim: int, index: Tensor, op: str) -> tuple:
+    if not isinstance(index, Tensor) or index.dtype.category != INT or index.ndim > 1:
+        raise RuntimeError(f"{op}: expected a 1-d integer index tensor, got "
+                           f"{index.dtype if isinstance(index, Tensor) else type(index).__name__}")
+    d = normalize_dim(dim, x.ndim, op)
+    return (slice(None),) * d + (index.reshape(-1),)
+
+
+def _placed(x: Tensor, key, values) -> tuple[Tensor, Tensor]:
+    """(values added into zeros of x's shape at key, the mask of the positions key reaches): the adjoint of
+    x[key] applied to values broadcast to x[key]'s shape."""
+    from .elementwise import _tensors
+
+    target = GetItem.apply(x.detach(), key).shape
+    if not isinstance(values, Tensor):
+        values, _ = _tensors(values, x)
+    values = values.to(x.dtype) if values.dtype is not x.dtype else values
+    values = values.expand(*target) if tuple(values.shape) != tuple(target) else values
+    ones = Tensor._wrap(x.device.backend.xp.ones(target, dtype=x.dtype.np), x.device)
+    return IndexAdd.apply(values, key, x.shape), IndexAdd.apply(ones, key, x.shape) > 0
+
+
+def index_add(x: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1) -> Tensor:
+    """x with source's slices added at x's positions `index` along dim (repeated indices accumulate), out of
+    place: x plus the adjoint of index_select applied to source."""
+    key = normalize_key(x, _index_key(x, dim, index, "index_add"))
+    return x + _placed(x, key, source if alpha == 1 else source * alpha)[0]
+
+
+def index_copy(x: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
+    """x with its slices at `index` along dim replaced by source's, out of place."""
+    placed, mask = _placed(x, normalize_key(x, _index_key(x, dim, index, "index_copy")), source)
+    return where_(mask, placed, x)
+
+
+def index_put(x: Tensor, indices: tuple, values, accumulate: bool = False) -> Tensor:
+    """x with values written (accumulate=True: added, repeated indices summing) at the indices (a tuple of index
+    tensors, as x[indices] reads), out of place."""
+    placed, mask = _placed(x, normalize_key(x, tuple(indices)), values)
+    return x + placed if accumulate else where_(mask, placed, x)

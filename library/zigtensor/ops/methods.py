@@ -114,5 +114,38 @@ METHODS = {
     "new_full": _new_full, "new_tensor": _new_tensor,
 }
 
+METHODS.update({"index_add": index.index_add, "index_copy": index.index_copy, "index_put": index.index_put})
+
+
+def _in_place(name: str):
+    """Tensor.<name>_: the out-of-place method's result written into this tensor's memory (outside the graph, as
+    every in-place op here; its shape must be this tensor's, its dtype castable to it)."""
+    op = METHODS[name]
+
+    def method(self, *args, **kwargs):
+        self._check_inplace(f"{name}_")
+        result = op(self.detach(), *args, **kwargs)
+        if tuple(result.shape) != tuple(self.shape):
+            raise RuntimeError(f"{name}_: the result's shape {result.shape} is not this tensor's {self.shape}")
+        if result.dtype.category > self.dtype.category:
+            raise RuntimeError(f"{name}_: result type {result.dtype} can't be cast to the desired output type "
+                               f"{self.dtype}")
+        return self._assign(result.data)
+
+    method.__name__ = f"{name}_"
+    method.__doc__ = f"In-place {name}: see Tensor.{name}."
+    return method
+
+
+# NOTE: the in-place forms PyTorch code uses most (initialization, masking, manual updates); add_, mul_,
+# clamp_, fill_ and friends are Tensor's own
+IN_PLACE = ("masked_fill", "scatter", "scatter_add", "index_add", "index_copy", "index_put", "exp", "log", "sqrt",
+            "abs", "neg", "relu", "sigmoid", "tanh", "sin", "cos", "floor", "ceil", "round", "trunc", "sign", "pow",
+            "remainder", "fmod", "lerp", "addcmul", "addcdiv", "clamp_min", "clamp_max", "nan_to_num", "tril",
+            "triu", "square", "reciprocal", "rsqrt", "log1p", "erf", "frac", "logit", "xlogy", "atan2", "hypot")
+
 for _name, _fn in METHODS.items():
     setattr(Tensor, _name, _fn)
+for _name in IN_PLACE:
+    if not hasattr(Tensor, f"{_name}_"):
+        setattr(Tensor, f"{_name}_", _in_place(_name))
