@@ -74,6 +74,7 @@ from . import io  # noqa: E402
 from . import data  # noqa: E402
 from . import cuda  # noqa: E402  (imports CuPy only when asked for a device)
 from . import amp  # noqa: E402  (mixed precision: autocast, GradScaler)
+from . import utils  # noqa: E402  (checkpoint)
 from .io import load, load_file, save, save_file  # noqa: E402
 
 # PyTorch's aliases
