@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from oracle import torch
+from oracle import helper_test_op, torch
 
 import zigtensor as zt
 from zigtensor.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
@@ -128,3 +128,41 @@ def test_reached_from_zt_nn():
     assert zt.nn.utils.clip_grad_norm_ is clip_grad_norm_
     with pytest.raises(TypeError, match="expected Tensors, got list"):
         clip_grad_norm_([[1.0]], 1.0)
+
+
+def test_parameters_to_vector_and_back_and_pad_sequence():
+    from zigtensor.nn.utils.rnn import pad_sequence
+
+    torch_nn = torch.nn
+    zm, tm = zt.nn.Linear(3, 2), torch_nn.Linear(3, 2)
+    zm.load_state_dict(tm.state_dict())
+    zv = zt.nn.utils.parameters_to_vector(zm.parameters())
+    tv = torch_nn.utils.parameters_to_vector(tm.parameters())
+    np.testing.assert_allclose(zv.numpy(), tv.detach().numpy())
+    (zv * zv).sum().backward()
+    np.testing.assert_allclose(zm.weight.grad.numpy(), 2 * zm.weight.numpy())
+    zt.nn.utils.vector_to_parameters(zt.arange(8, dtype=zt.float32), zm.parameters())
+    assert zm.weight.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] and zm.bias.tolist() == [6.0, 7.0]
+    with pytest.raises(ValueError, match="the vector has 7 entries, the parameters 8"):
+        zt.nn.utils.vector_to_parameters(zt.zeros(7), zm.parameters())
+    seqs = [np.random.default_rng(i).random((n, 3)) for i, n in enumerate((2, 5, 3))]
+    for batch_first in (False, True):
+        for side in ("right", "left"):
+            helper_test_op([], lambda *s, b=batch_first, p=side: torch_nn.utils.rnn.pad_sequence(
+                list(s), batch_first=b, padding_value=-1.0, padding_side=p),
+                lambda *s, b=batch_first, p=side: pad_sequence(list(s), batch_first=b, padding_value=-1.0,
+                                                                padding_side=p), values=seqs)
+
+
+@pytest.mark.cpu_only
+def test_inference_mode_records_no_graph():
+    with zt.inference_mode():
+        assert not (zt.ones(2, requires_grad=True) * 2).requires_grad
+    with zt.inference_mode(False):
+        assert (zt.ones(2, requires_grad=True) * 2).requires_grad
+
+    @zt.inference_mode
+    def double(x):
+        return x * 2
+
+    assert not double(zt.ones(2, requires_grad=True)).requires_grad

@@ -17,7 +17,7 @@ from .backends import blas_threads as _blas_threads
 _blas_threads.shorten_spin()  # before NumPy loads OpenBLAS, which reads it then (blas_threads.py says why)
 
 from . import dtypes
-from .autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (
     arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
     rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,

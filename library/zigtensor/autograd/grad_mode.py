@@ -78,6 +78,19 @@ class no_grad(_NoParamDecorator):
         super().__init__(False)
 
 
+class inference_mode(_SetGrad):
+    """no_grad under PyTorch's other name (`with zt.inference_mode(): ...`); mode=False leaves grad mode on. There
+    is no separate inference tensor kind here: the tensors made inside are ordinary ones without a graph."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # `@zt.inference_mode` without parentheses
+            return cls(True)(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode: bool = True):
+        super().__init__(not mode)
+
+
 class enable_grad(_NoParamDecorator):
     def __init__(self, func=None):
         super().__init__(True)
