@@ -395,3 +395,32 @@ def test_hook_errors():
         (y * 2).sum().backward()
     with pytest.raises(TypeError, match="a hook must be callable"):
         y.register_hook(3)
+
+
+# ------------------------------------------------------------------------------ autograd.functional
+def test_functional_derivatives_match_pytorch():
+    ZF, TF = zt.autograd.functional, torch.autograd.functional
+    x = np.random.default_rng(0).standard_normal(3)
+    w = np.random.default_rng(1).standard_normal((2, 3))
+    y = np.random.default_rng(2).standard_normal((2, 2))
+
+    def model(lib, weight):
+        return lambda a: (weight @ a).tanh()
+
+    def loss(a):
+        return (a ** 3).sum() + a[0] * a[1]
+
+    def two(a, b):
+        return (a.sum() * b).exp()
+
+    zf, tf = model(zt, zt.tensor(w)), model(torch, torch.tensor(w))
+    close(ZF.jacobian(zf, zt.tensor(x)), TF.jacobian(tf, torch.tensor(x)))
+    for zj, tj in zip(ZF.jacobian(two, (zt.tensor(x), zt.tensor(y))), TF.jacobian(two, (torch.tensor(x),
+                                                                                     torch.tensor(y)))):
+        close(zj, tj)
+    close(ZF.hessian(loss, zt.tensor(x)), TF.hessian(loss, torch.tensor(x)))
+    v, u = np.array([1.0, -2.0]), np.array([0.5, 1.0, -1.0])
+    close(ZF.vjp(zf, zt.tensor(x), zt.tensor(v))[1], TF.vjp(tf, torch.tensor(x), torch.tensor(v))[1])
+    close(ZF.jvp(zf, zt.tensor(x), zt.tensor(u))[1], TF.jvp(tf, torch.tensor(x), torch.tensor(u))[1])
+    close(ZF.hvp(loss, zt.tensor(x), zt.tensor(u))[1], TF.hvp(loss, torch.tensor(x), torch.tensor(u))[1])
+    assert not ZF.jacobian(zf, zt.tensor(x)).requires_grad  # results are cut from the graph by default
