@@ -318,3 +318,33 @@ def test_lstm_benchmark_models_agree():
     twin = bench._torch_twin(torch, model)
     x = np.random.default_rng(0).integers(0, bench.VOCAB, (8, 2))
     compare("logits", model(zt.tensor(x)), twin(torch.tensor(x)), atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ cells
+@pytest.mark.parametrize("name, kwargs", [("RNNCell", {}), ("RNNCell", {"nonlinearity": "relu", "bias": False}),
+                                          ("LSTMCell", {}), ("GRUCell", {}), ("GRUCell", {"bias": False})])
+@pytest.mark.parametrize("batched", [True, False])
+def test_cells_match_pytorch_over_three_steps(name, kwargs, batched):
+    torch.manual_seed(0)
+    tc = getattr(torch.nn, name)(5, 4, **kwargs)
+    zc = getattr(zt.nn, name)(5, 4, **kwargs)
+    zc.load_state_dict(tc.state_dict())
+    assert repr(zc) == repr(tc)
+    xs = np.random.default_rng(1).standard_normal((3, 2, 5) if batched else (3, 5))
+    tx, zx = torch.tensor(xs, dtype=torch.float32, requires_grad=True), zt.tensor(xs, dtype=zt.float32,
+                                                                                  requires_grad=True)
+    outs = []
+    for cell, x in ((tc, tx), (zc, zx)):
+        state, total = None, 0
+        for t in range(3):
+            state = cell(x[t], state) if name != "LSTMCell" or state is not None else cell(x[t])
+            h = state[0] if name == "LSTMCell" else state
+            total = total + (h * h).sum()
+        total.backward()
+        outs.append((float(total.detach()), x.grad.numpy(),
+                     {n: p.grad.numpy() for n, p in cell.named_parameters()}))
+    (t_loss, t_dx, t_grads), (z_loss, z_dx, z_grads) = outs
+    assert z_loss == pytest.approx(t_loss, rel=1e-5)
+    np.testing.assert_allclose(z_dx, t_dx, rtol=1e-4, atol=1e-6)
+    for n in t_grads:
+        np.testing.assert_allclose(z_grads[n], t_grads[n], rtol=1e-4, atol=1e-6, err_msg=n)
