@@ -460,3 +460,19 @@ def test_distance_modules():
         nn.PReLU(3)(zt.ones(2, 4))
     with pytest.raises(ValueError, match="ZeroPad2d: padding must be one int or 4 ints"):
         nn.ZeroPad2d((1, 2))
+
+
+@pytest.mark.parametrize("tmake, zmake, shape", [
+    case("maxpool1d", "MaxPool1d", 3, 2, 1, shape=(2, 3, 11)),
+    case("avgpool1d", "AvgPool1d", 3, 2, 1, shape=(2, 3, 11)),
+    case("adaptive1d", "AdaptiveAvgPool1d", 4, shape=(2, 3, 11)),
+    case("unfold", "Unfold", (2, 3), padding=1, stride=2, shape=(2, 3, 5, 6)),
+    case("fold", "Fold", (4, 5), 2, shape=(2, 12, 12)),
+    case("hardtanh", "Hardtanh", -0.5, 0.8, shape=(4, 6)),
+    case("threshold", "Threshold", 0.1, -2.0, shape=(4, 6)),
+    case("glu", "GLU", 1, shape=(4, 6)),
+    case("softmin", "Softmin", 1, shape=(4, 6)),
+])
+def test_more_layers(tmake, zmake, shape):
+    check_layer(tmake, zmake, shape)
+    assert repr(zmake()) == repr(tmake())

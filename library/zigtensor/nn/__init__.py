@@ -4,9 +4,11 @@ from . import functional, init, utils
 from .activation import (
                          ELU,
                          GELU,
+                         GLU,
                          SELU,
                          Hardsigmoid,
                          Hardswish,
+                         Hardtanh,
                          LeakyReLU,
                          LogSigmoid,
                          LogSoftmax,
@@ -17,9 +19,11 @@ from .activation import (
                          Sigmoid,
                          SiLU,
                          Softmax,
+                         Softmin,
                          Softplus,
                          Softsign,
                          Tanh,
+                         Threshold,
 )
 from .attention import MultiheadAttention
 from .container import ModuleDict, ModuleList, Sequential
@@ -59,7 +63,7 @@ from .padding import (
                          ZeroPad2d,
                          ZeroPad3d,
 )
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Fold, MaxPool1d, MaxPool2d, Unfold
 from .recurrent import GRU, LSTM, RNN, RNNBase
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 from .transformer import TransformerEncoder, TransformerEncoderLayer
@@ -76,6 +80,7 @@ __all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "
            "CosineSimilarity", "PairwiseDistance", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d",
            "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
            "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d", "CircularPad2d",
-           "CircularPad3d",
+           "CircularPad3d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "Unfold", "Fold", "Hardtanh",
+           "Threshold", "GLU", "Softmin",
            "L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "CrossEntropyLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss"]

@@ -275,3 +275,72 @@ class PReLU(Module):
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
+
+
+class Hardtanh(Module):
+    """y = min(max(x, min_val), max_val)."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.min_val = check_float("Hardtanh", "min_val", min_val)
+        self.max_val = check_float("Hardtanh", "max_val", max_val)
+        if self.max_val <= self.min_val:
+            raise ValueError(f"Hardtanh: max_val ({max_val}) must be greater than min_val ({min_val})")
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        from ..ops.elementwise import clamp
+
+        return clamp(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+
+class Threshold(Module):
+    """y = x where x > threshold, else value."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__()
+        self.threshold = check_float("Threshold", "threshold", threshold)
+        self.value = check_float("Threshold", "value", value)
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        from ..ops.elementwise import where
+
+        return where(x > self.threshold, x, self.value)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
+
+
+class GLU(Module):
+    """a * sigmoid(b) for the two halves a, b of dim (gated linear unit)."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        if x.shape[self.dim] % 2:
+            raise RuntimeError(f"GLU: dim {self.dim} must have an even size, got {x.shape[self.dim]}")
+        a, b = x.chunk(2, self.dim)
+        return a * b.sigmoid()
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmin(Module):
+    """softmax(-x) along dim."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return softmax(-x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

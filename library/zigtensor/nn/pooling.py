@@ -1,8 +1,18 @@
-"""Pooling: MaxPool2d, AvgPool2d and AdaptiveAvgPool2d (the functional forms check the arguments)."""
+"""Pooling: MaxPool1d/2d, AvgPool1d/2d and AdaptiveAvgPool1d/2d (the functional forms check the arguments), and
+the sliding-block layers Unfold and Fold."""
 
 from __future__ import annotations
 
-from ..ops.conv import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from ..ops.conv import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    fold,
+    max_pool1d,
+    max_pool2d,
+    unfold,
+)
 from .module import Module
 
 
@@ -92,3 +102,70 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+class MaxPool1d(MaxPool2d):
+    """MaxPool2d's window over (N, C, L) or (C, L)."""
+
+    def forward(self, x):
+        return max_pool1d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                          self.return_indices)
+
+
+class AvgPool1d(Module):
+    """The mean over each window of (N, C, L) or (C, L)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode, self.count_include_pad = padding, ceil_mode, count_include_pad
+
+    def forward(self, x):
+        return avg_pool1d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={_one(self.kernel_size)}, stride={_one(self.stride)}, padding={_one(self.padding)}"
+
+
+class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
+    """Means over output_size windows covering (N, C, L) or (C, L)."""
+
+    def forward(self, x):
+        return adaptive_avg_pool1d(x, self.output_size)
+
+
+class Unfold(Module):
+    """Sliding blocks of (N, C, H, W) as columns (N, C * kH * kW, L): F.unfold with fixed arguments."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, x):
+        return unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding}, "
+                f"stride={self.stride}")
+
+
+class Fold(Module):
+    """Columns (N, C * kH * kW, L) summed back into (N, C, *output_size): F.fold with fixed arguments."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def forward(self, x):
+        return fold(x, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                f"padding={self.padding}, stride={self.stride}")
+
+
+def _one(v):
+    """A 1-d layer's argument as PyTorch prints it: a 1-tuple for an int."""
+    return (v,) if isinstance(v, int) else v
