@@ -385,3 +385,28 @@ def test_forward_hooks_see_and_replace_inputs_and_outputs_as_in_pytorch():
     np.testing.assert_allclose(np.array(results[0][1]), np.array(results[1][1]), rtol=1e-6)
     assert results[0][0] == results[1][0]
     np.testing.assert_allclose(np.array(results[0][2:]), np.array(results[1][2:]), rtol=1e-6)
+
+
+def test_parameter_containers_register_like_pytorchs():
+    def build(lib, layers):
+        class Holder(layers.Module):
+            def __init__(self):
+                super().__init__()
+                self.ws = layers.ParameterList([lib.ones(2, 3), layers.Parameter(lib.zeros(3))])
+                self.d = layers.ParameterDict({"a": lib.ones(1), "b": lib.zeros(2)})
+
+        return Holder()
+
+    z, t = build(zt, nn), build(torch, torch.nn)
+    assert list(z.state_dict()) == list(t.state_dict()) == ["ws.0", "ws.1", "d.a", "d.b"]
+    assert [n for n, _ in z.named_parameters()] == [n for n, _ in t.named_parameters()]
+    z.ws.append(zt.ones(4))
+    z.d["c"] = zt.ones(5)
+    assert len(z.ws) == 3 and z.ws[-1].shape == (4,) and isinstance(z.ws[2], nn.Parameter) and "c" in z.d
+    assert len(list(z.parameters())) == 6 and z.d.pop("a").shape == (1,) and list(z.d) == ["b", "c"]
+    opt = zt.optim.SGD(z.parameters(), lr=0.5)
+    (z.ws[0].sum() + z.d["b"].sum()).backward()
+    opt.step()
+    assert z.ws[0].tolist() == [[0.5] * 3] * 2
+    with pytest.raises(TypeError, match="ParameterList: entry 3 is a list, expected a Tensor or Parameter"):
+        z.ws.append([1.0])

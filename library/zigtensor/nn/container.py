@@ -1,10 +1,11 @@
-"""Containers: Sequential (call in order), ModuleList (a list), ModuleDict (a dict) of registered modules."""
+"""Containers: Sequential (call in order), ModuleList (a list), ModuleDict (a dict) of registered modules, and
+ParameterList / ParameterDict of registered parameters."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from .module import Module
+from .module import Module, Parameter
 
 
 class Sequential(Module):
@@ -177,6 +178,110 @@ class ModuleDict(Module):
         m = self[key]
         del self._modules[key]
         return m
+
+
+def _as_parameter(container: str, where, value) -> Parameter:
+    """A Parameter as given, or a Tensor made one (as PyTorch's parameter containers do)."""
+    from ..tensor import Tensor
+
+    if isinstance(value, Parameter):
+        return value
+    if isinstance(value, Tensor):
+        return Parameter(value.detach())
+    raise TypeError(f"{container}: entry {where!r} is a {type(value).__name__}, expected a Tensor or Parameter")
+
+
+class ParameterList(Module):
+    """Parameters held in a list, registered as 0, 1, ... (so optimizers and state dicts see them)."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        for v in values or ():
+            self.append(v)
+
+    def __getitem__(self, idx):
+        values = list(self._parameters.values())
+        if isinstance(idx, slice):
+            return ParameterList(values[idx])
+        return values[_index("ParameterList", idx, len(values))]
+
+    def __setitem__(self, idx: int, value) -> None:
+        key = list(self._parameters)[_index("ParameterList", idx, len(self))]
+        self.register_parameter(key, _as_parameter("ParameterList", idx, value))
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters.values())
+
+    def append(self, value) -> ParameterList:
+        self.register_parameter(str(len(self)), _as_parameter("ParameterList", len(self), value))
+        return self
+
+    def extend(self, values) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({i}): Parameter containing: [{p.dtype} of size {'x'.join(map(str, p.shape))}]"
+                         for i, p in enumerate(self))
+
+
+class ParameterDict(Module):
+    """Parameters held by name (insertion ordered), registered under those names."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str) -> Parameter:
+        if key not in self._parameters:
+            raise KeyError(f"ParameterDict has no key {key!r}; keys: {list(self._parameters)}")
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.register_parameter(key, _as_parameter("ParameterDict", key, value))
+
+    def __delitem__(self, key: str) -> None:
+        del self._parameters[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._parameters
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters)
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def get(self, key: str, default=None):
+        return self._parameters.get(key, default)
+
+    def update(self, parameters) -> None:
+        items = parameters.items() if hasattr(parameters, "items") else parameters
+        for k, v in items:
+            self[k] = v
+
+    def pop(self, key: str) -> Parameter:
+        p = self[key]
+        del self._parameters[key]
+        return p
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({k}): Parameter containing: [{p.dtype} of size {'x'.join(map(str, p.shape))}]"
+                         for k, p in self.items())
 
 
 def _check_module(container: str, where, m) -> Module:
