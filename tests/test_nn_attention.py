@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle import compare, gradcheck, torch
+from oracle import compare, gradcheck, helper_test_op, torch
 
 import zigtensor as zt
 from zigtensor import nn
@@ -301,3 +301,24 @@ def test_transformer_encoder():
     t_out.sum().backward()
     z_out.sum().backward()
     check_grads(t, z, [tx], [zx])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_decoder_matches_pytorch(norm_first):
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note about nested tensors with norm_first
+        tm = torch.nn.Transformer(16, 2, 2, 2, 32, dropout=0.0, batch_first=True, norm_first=norm_first)
+    zm = zt.nn.Transformer(16, 2, 2, 2, 32, dropout=0.0, batch_first=True, norm_first=norm_first)
+    assert list(zm.state_dict()) == list(tm.state_dict())
+    zm.load_state_dict(tm.state_dict())
+    rng = np.random.default_rng(0)
+    src, tgt = rng.standard_normal((2, 5, 16)), rng.standard_normal((2, 4, 16))
+    pad = np.array([[False] * 5, [False, False, False, True, True]])
+    helper_test_op([], lambda s, t, p: tm(s, t, tgt_mask=torch.nn.Transformer.generate_square_subsequent_mask(4),
+                                          src_key_padding_mask=p, memory_key_padding_mask=p),
+                   lambda s, t, p: zm(s, t, tgt_mask=zt.nn.Transformer.generate_square_subsequent_mask(4),
+                                      src_key_padding_mask=p, memory_key_padding_mask=p),
+                   values=[src, tgt, pad], atol=1e-5, grad_atol=1e-4)
