@@ -424,3 +424,18 @@ def test_functional_derivatives_match_pytorch():
     close(ZF.jvp(zf, zt.tensor(x), zt.tensor(u))[1], TF.jvp(tf, torch.tensor(x), torch.tensor(u))[1])
     close(ZF.hvp(loss, zt.tensor(x), zt.tensor(u))[1], TF.hvp(loss, torch.tensor(x), torch.tensor(u))[1])
     assert not ZF.jacobian(zf, zt.tensor(x)).requires_grad  # results are cut from the graph by default
+
+
+def test_a_tensor_a_hook_returns_is_never_written_into():
+    kept = zt.ones(3) * 5
+    x = zt.ones(3, requires_grad=True)
+    x.register_hook(lambda g: kept)
+    (x * 2).sum().backward()
+    x.grad.add_(1)  # .grad owns its buffer
+    (x * 2).sum().backward()  # a second pass sums into .grad, not into kept
+    assert kept.tolist() == [5.0] * 3 and x.grad.tolist() == [11.0] * 3
+    y = zt.ones(3, requires_grad=True)
+    h = y * 1
+    h.register_hook(lambda g: kept)
+    (h + h * 3).sum().backward()
+    assert kept.tolist() == [5.0] * 3 and y.grad.tolist() == [5.0] * 3

@@ -69,6 +69,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
 
     hooked = {}  # id(leaf) -> (leaf, its summed gradient), for leaves with hooks
 
+    def through_hooks(hooks, g, shape):
+        out = run_hooks(hooks, g, shape)
+        if out is not g:  # a tensor the hook made or kept: never summed into or adopted without a copy
+            r = _root_id(out.data)
+            holders[r] = holders.get(r, 0) + 1
+        return out
+
     def deliver(t, g):
         if capture is not None and id(t) in capture:
             prev = captured.get(id(t))
@@ -132,7 +139,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
             holders[r] -= 1  # popped: this node was its holder
             hooks = node.__dict__.get("tensor_hooks")
             if hooks:
-                g = run_hooks(hooks, g, g.shape)
+                g = through_hooks(hooks, g, g.shape)
             retained = node.__dict__.get("retained")
             t = retained() if retained is not None else None
             if t is not None:  # a copy: g's buffer may be summed into in place further down
@@ -156,5 +163,5 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, capture=None
                 node.release()
         for t, g in hooked.values():
             holders[_root_id(g.data)] -= 1
-            add_to_grad(t, run_hooks(leaf_hooks(t), g, t.shape))
+            add_to_grad(t, through_hooks(leaf_hooks(t), g, t.shape))
     return captured
