@@ -148,6 +148,13 @@ class TransformerDecoderLayer(Module):
         return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
 
+def _copies(stack: str, what: str, layer, n: int) -> ModuleList:
+    """n deep copies of layer (no shared weights), as PyTorch's stacks make them."""
+    if not isinstance(layer, Module):
+        raise TypeError(f"{stack}: {what} must be a Module, got {type(layer).__name__}")
+    return ModuleList([copy.deepcopy(layer) for _ in range(n)])
+
+
 class TransformerEncoder(Module):
     """num_layers copies of encoder_layer applied in turn, then an optional norm.
 
@@ -165,11 +172,8 @@ class TransformerEncoder(Module):
     def __init__(self, encoder_layer: Module, num_layers: int, norm: Module | None = None,
                  enable_nested_tensor: bool = True, mask_check: bool = True):
         super().__init__()
-        if not isinstance(encoder_layer, Module):
-            raise TypeError(f"TransformerEncoder: encoder_layer must be a Module, "
-                            f"got {type(encoder_layer).__name__}")
         self.num_layers = check_int("TransformerEncoder", "num_layers", num_layers)
-        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.layers = _copies("TransformerEncoder", "encoder_layer", encoder_layer, num_layers)
         self.norm = norm
 
     def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
@@ -187,11 +191,8 @@ class TransformerDecoder(Module):
 
     def __init__(self, decoder_layer: Module, num_layers: int, norm: Module | None = None):
         super().__init__()
-        if not isinstance(decoder_layer, Module):
-            raise TypeError(f"TransformerDecoder: decoder_layer must be a Module, "
-                            f"got {type(decoder_layer).__name__}")
         self.num_layers = check_int("TransformerDecoder", "num_layers", num_layers)
-        self.layers = ModuleList([copy.deepcopy(decoder_layer) for _ in range(num_layers)])
+        self.layers = _copies("TransformerDecoder", "decoder_layer", decoder_layer, num_layers)
         self.norm = norm
 
     def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Tensor | None = None, memory_mask: Tensor | None = None,
