@@ -476,3 +476,26 @@ def test_distance_modules():
 def test_more_layers(tmake, zmake, shape):
     check_layer(tmake, zmake, shape)
     assert repr(zmake()) == repr(tmake())
+
+
+@pytest.mark.parametrize("tmake, zmake, shape", [
+    case("instancenorm1d", "InstanceNorm1d", 3, shape=(2, 3, 7)),
+    case("instancenorm2d_affine", "InstanceNorm2d", 3, affine=True, shape=(2, 3, 4, 5)),
+    case("instancenorm2d_unbatched", "InstanceNorm2d", 3, affine=True, shape=(3, 4, 5)),
+])
+def test_instance_norm(tmake, zmake, shape):
+    check_layer(tmake, zmake, shape)
+    assert repr(zmake()) == repr(tmake())
+
+
+@pytest.mark.parametrize("name, shape", [("Dropout1d", (8, 16, 5)), ("Dropout2d", (8, 16, 3, 3)),
+                                         ("Dropout3d", (4, 16, 2, 2, 2)), ("Dropout2d", (16, 3, 3))])
+def test_channel_dropout_zeroes_whole_channels(name, shape):
+    zt.manual_seed(0)
+    layer = getattr(nn, name)(0.5)
+    y = layer(zt.ones(*shape)).numpy()
+    per_channel = y.reshape(*shape[:len(shape) - int(name[-2])], -1)
+    assert np.all(per_channel == per_channel[..., :1])  # one draw per channel
+    assert set(np.unique(y)) <= {0.0, 2.0} and 0.3 < (y == 0).mean() < 0.7
+    assert repr(layer) == repr(getattr(torch.nn, name)(0.5))
+    np.testing.assert_array_equal(layer.eval()(zt.ones(*shape)).numpy(), np.ones(shape))

@@ -251,3 +251,56 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
+
+
+class _InstanceNorm(Module):
+    """Each channel of each sample normalized over its positions (GroupNorm with one channel a group), with a
+    per-channel weight and bias when affine, as PyTorch's InstanceNorm (running statistics not kept)."""
+
+    spatial = 1
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
+                 track_running_stats: bool = False, device=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if track_running_stats:
+            raise NotImplementedError(f"{name}: track_running_stats=True is not supported (use BatchNorm for "
+                                      "running statistics)")
+        self.num_features = check_int(name, "num_features", num_features)
+        self.eps = check_float(name, "eps", eps, 0.0)
+        self.momentum, self.affine, self.track_running_stats = momentum, bool(affine), False
+        _affine_params(self, (num_features,), self.affine, True, device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset_affine(self)
+
+    def forward(self, x):
+        from ..ops.nn import group_norm
+
+        name = type(self).__name__
+        if x.ndim not in (self.spatial + 1, self.spatial + 2):
+            raise ValueError(f"{name}: expected a ({self.spatial + 1} or {self.spatial + 2})-d input, got shape "
+                             f"{x.shape}")
+        batched = x.ndim == self.spatial + 2
+        c = x.shape[1] if batched else x.shape[0]
+        if self.affine and c != self.num_features:
+            raise ValueError(f"{name}: expected {self.num_features} channels, got {c} (shape {x.shape})")
+        y = group_norm(x if batched else x.unsqueeze(0), c, self.weight, self.bias, self.eps)
+        return y if batched else y.squeeze(0)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization of (N, C, L) or (C, L)."""
+
+    spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization of (N, C, H, W) or (C, H, W)."""
+
+    spatial = 2
