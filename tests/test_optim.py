@@ -15,6 +15,14 @@ CASES = [
     ("Adam", {"lr": 0.05, "amsgrad": True}),
     ("AdamW", {"lr": 0.05}),
     ("AdamW", {"lr": 0.05, "weight_decay": 0.3, "amsgrad": True}),
+    ("Adamax", {}),
+    ("Adamax", {"lr": 0.05, "weight_decay": 0.1, "maximize": True}),
+    ("NAdam", {"lr": 0.05}),
+    ("NAdam", {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("RAdam", {"lr": 0.05}),  # 6 steps: rho_t passes 5 at step 6, so both branches run
+    ("RAdam", {"lr": 0.05, "weight_decay": 0.1}),
+    ("Adadelta", {}),
+    ("Adadelta", {"lr": 0.5, "weight_decay": 0.1, "maximize": True}),
 ]
 
 
@@ -45,7 +53,7 @@ def test_matches_pytorch(name, kwargs):
         np.testing.assert_allclose(z.numpy(), t.detach().numpy(), atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name,kwargs", CASES[:1] + CASES[3:4])
+@pytest.mark.parametrize("name,kwargs", CASES[:1] + CASES[3:4] + CASES[8:9] + CASES[10:11])
 def test_state_dict_resumes_exactly(name, kwargs):
     zp, _ = _run(name, kwargs, resume_at=3)
     ref, _ = _run(name, kwargs)
