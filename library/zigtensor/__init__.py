@@ -41,7 +41,7 @@ from .ops.elementwise import atan2 as arctan2  # noqa: E402
 from .ops.composites import (
     broadcast_to, broadcast_tensors, hstack, vstack, swapaxes, moveaxis, take_along_dim, diff,
     dot, mv, inner, cross, nansum, nanmean, var_mean,
-    std_mean, kthvalue, median, quantile, bernoulli, normal, randint_like, isclose,
+    std_mean, kthvalue, median, quantile, bernoulli, normal, randint_like,
     tan, logit, xlogy, deg2rad, rad2deg, clamp_min, clamp_max,
 )
 from .ops.diagonal import diag, diagonal, trace
@@ -51,8 +51,8 @@ from .ops.index import (
 )
 from .ops.linalg import addmm, baddbmm, bmm, matmul, mm, outer
 from .ops.math_extra import (
-    allclose, cosh, equal, exp2, fmod, frac, hypot, isfinite, isinf, isnan, log2, log10, logaddexp, masked_select,
-    nan_to_num, repeat_interleave, sinh, tile,
+    allclose, cosh, equal, exp2, fmod, frac, hypot, isclose, isfinite, isinf, isnan, log2, log10, logaddexp,
+    masked_select, nan_to_num, repeat_interleave, sinh, tile,
 )
 from .ops.multinomial import multinomial
 from .ops.norms import cdist, norm

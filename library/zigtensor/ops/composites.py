@@ -1,7 +1,7 @@
 """PyTorch's everyday functions that are compositions of other ops (so each works on every device and has its
 gradient): shapes (broadcast_to, broadcast_tensors, hstack, vstack, swapaxes, moveaxis, take_along_dim, diff),
 products (dot, mv, inner, cross), statistics (nansum, nanmean, std_mean, var_mean, median,
-kthvalue, quantile), draws (bernoulli, normal, randint_like) and small maths (isclose, tan, logit, xlogy,
+kthvalue, quantile), draws (bernoulli, normal, randint_like) and small maths (tan, logit, xlogy,
 deg2rad, rad2deg, clamp_min, clamp_max).
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..dtypes import FLOAT
+from ..dtypes import FLOAT, int64
 from .common import Tensor, broadcast_shapes, normalize_dim
-from .elementwise import abs, clamp, cos, log, sin, where
+from .elementwise import clamp, cos, log, sin, where
 from .reduce import values_indices
 
 
@@ -139,7 +139,7 @@ def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False):
     if not isinstance(k, numbers.Integral) or not 1 <= k <= size:
         raise RuntimeError(f"kthvalue: k must be in [1, {size}] (the size of dim {dim}), got {k!r}")
     if x.ndim == 0:
-        return values_indices(x.clone(), x.new_zeros((), dtype=_int64()))
+        return values_indices(x.clone(), x.new_zeros((), dtype=int64))
     values, indices = sort(x, d)
     values, indices = values.narrow(d, k - 1, 1), indices.narrow(d, k - 1, 1)
     return values_indices(values if keepdim else values.squeeze(d), indices if keepdim else indices.squeeze(d))
@@ -224,14 +224,6 @@ def randint_like(x: Tensor, low: int = 0, high: int | None = None) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ small maths
-def isclose(a: Tensor, b: Tensor, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> Tensor:
-    import numpy as np
-
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan, settled by the equality
-        close = (abs(a - b) <= atol + rtol * abs(b)) | (a == b)
-    return close | ((a != a) & (b != b)) if equal_nan else close
-
-
 def tan(x):
     return sin(x) / cos(x)
 
@@ -263,9 +255,3 @@ def clamp_min(x, min):  # noqa: A002  (PyTorch's name)
 
 def clamp_max(x, max):  # noqa: A002
     return clamp(x, max=max)
-
-
-def _int64():
-    from ..dtypes import int64
-
-    return int64

@@ -1,6 +1,6 @@
 """More of PyTorch's elementwise math and tests, composed from the ops every device has (so each has its
 gradient): exp2, log2, log10, sinh, cosh, logaddexp, hypot, fmod, frac, isnan, isinf, isfinite, nan_to_num,
-allclose, equal; and the repeats repeat_interleave, tile, masked_select.
+isclose, allclose, equal; and the repeats repeat_interleave, tile, masked_select.
 """
 
 from __future__ import annotations
@@ -88,15 +88,16 @@ def nan_to_num(x: Tensor, nan: float = 0.0, posinf: float | None = None, neginf:
     return where(x != x, nan, where(x == math.inf, hi, where(x == -math.inf, lo, x)))
 
 
+def isclose(a: Tensor, b: Tensor, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> Tensor:
+    """|a - b| <= atol + rtol |b| elementwise; equal values (infinities) are close, NaNs only with equal_nan."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan, settled by the equality
+        close = (abs(a - b) <= atol + rtol * abs(b)) | (a == b)
+    return close | ((a != a) & (b != b)) if equal_nan else close
+
+
 def allclose(a: Tensor, b: Tensor, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
-    """|a - b| <= atol + rtol |b| everywhere (NaNs equal only with equal_nan), as a Python bool."""
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: nan, settled by the equality below
-        close = abs(a - b) <= atol + rtol * abs(b)
-    if a.dtype.category == FLOAT or b.dtype.category == FLOAT:
-        close = close | (a == b)  # equal infinities
-        if equal_nan:
-            close = close | ((a != a) & (b != b))
-    return bool(close.all())
+    """isclose everywhere, as a Python bool."""
+    return bool(isclose(a, b, rtol, atol, equal_nan).all())
 
 
 def equal(a: Tensor, b: Tensor) -> bool:

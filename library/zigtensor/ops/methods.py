@@ -83,7 +83,7 @@ METHODS = {
     "take_along_dim": composites.take_along_dim, "diff": composites.diff, "dot": composites.dot, "mv": composites.mv,
     "inner": composites.inner, "cross": composites.cross, "nansum": composites.nansum, "nanmean": composites.nanmean,
     "kthvalue": composites.kthvalue, "median": composites.median, "quantile": composites.quantile,
-    "bernoulli": composites.bernoulli, "isclose": composites.isclose, "tan": composites.tan,
+    "bernoulli": composites.bernoulli, "isclose": math_extra.isclose, "tan": composites.tan,
     "logit": composites.logit, "xlogy": composites.xlogy, "deg2rad": composites.deg2rad,
     "rad2deg": composites.rad2deg, "clamp_min": composites.clamp_min, "clamp_max": composites.clamp_max,
     "roll": shape.roll, "lerp": ew.lerp, "diagonal": diagonal.diagonal, "diag": diagonal.diag,

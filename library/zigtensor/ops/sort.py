@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd.function import Function
+from ..dtypes import bool_, int64
 from .common import Tensor, normalize_dim
 from .reduce import values_indices
 
@@ -36,7 +37,7 @@ def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = F
     """The int64 indices that sort x along dim."""
     _check("argsort", x)
     if x.ndim == 0:
-        return x.new_zeros((), dtype=_int64())
+        return x.new_zeros((), dtype=int64)
     return ArgSort.apply(x, normalize_dim(dim, x.ndim, "argsort"), bool(descending))
 
 
@@ -44,7 +45,7 @@ def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = Fals
     """(values, indices): x sorted along dim, and where each value came from."""
     _check("sort", x)
     if x.ndim == 0:
-        return values_indices(x.clone(), x.new_zeros((), dtype=_int64()))
+        return values_indices(x.clone(), x.new_zeros((), dtype=int64))
     axis = normalize_dim(dim, x.ndim, "sort")
     idx = ArgSort.apply(x, axis, bool(descending))
     return values_indices(x.gather(axis, idx), idx)
@@ -76,18 +77,18 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_
     flat = x.reshape(-1)
     values, order = sort(flat)
     n = flat.shape[0]
-    starts = values[1:] != values[:-1] if n else values.to(_bool())
-    starts = cat([flat.new_ones(min(n, 1), dtype=_bool()), starts]) if n else starts
+    starts = values[1:] != values[:-1] if n else values.to(bool_)
+    starts = cat([flat.new_ones(min(n, 1), dtype=bool_), starts]) if n else starts
     out = [values[starts]]
     if return_inverse:
         group = starts.long().cumsum(0) - 1  # the group of each sorted position
-        inverse = flat.new_zeros(n, dtype=_int64()).scatter(0, order, group)
+        inverse = flat.new_zeros(n, dtype=int64).scatter(0, order, group)
         out.append(inverse.reshape(x.shape))
     if return_counts:
         from ..creation import full
 
         first = starts.nonzero().reshape(-1)
-        ends = cat([first[1:], full((min(n, 1),), n, dtype=_int64(), device=x.device)]) if n else first
+        ends = cat([first[1:], full((min(n, 1),), n, dtype=int64, device=x.device)]) if n else first
         out.append(ends - first)
     return out[0] if len(out) == 1 else tuple(out)
 
@@ -126,15 +127,3 @@ def bucketize(input: Tensor, boundaries: Tensor, out_int32: bool = False, right:
         raise RuntimeError(f"bucketize: boundaries must be a 1-d Tensor, got "
                            f"{getattr(boundaries, 'shape', type(boundaries).__name__)}")
     return searchsorted(boundaries, input, right=right, out_int32=out_int32)
-
-
-def _bool():
-    from ..dtypes import bool_
-
-    return bool_
-
-
-def _int64():
-    from ..dtypes import int64
-
-    return int64

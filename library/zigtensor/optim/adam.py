@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backends.cpu_kernels import takes_compiled
 from ..creation import zeros_like
-from .optimizer import Optimizer, check_range
+from .optimizer import Optimizer, check_adam_args
 
 
 class Adam(Optimizer):
@@ -28,12 +28,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  maximize=False):
-        name = type(self).__name__
-        check_range(name, "learning rate", lr)
-        check_range(name, "epsilon value", eps)
-        check_range(name, "beta parameter at index 0", betas[0], 0.0, 1.0)
-        check_range(name, "beta parameter at index 1", betas[1], 0.0, 1.0)
-        check_range(name, "weight_decay value", weight_decay)
+        check_adam_args(type(self).__name__, lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 

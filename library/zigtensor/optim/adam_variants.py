@@ -7,22 +7,37 @@ from __future__ import annotations
 import math
 
 from ..creation import zeros_like
-from .optimizer import Optimizer, check_range
+from .optimizer import Optimizer, check_adam_args, check_range
 
 
-def _check_adam_args(name: str, lr, betas, eps, weight_decay) -> None:
-    check_range(name, "learning rate", lr)
-    check_range(name, "epsilon value", eps)
-    check_range(name, "beta parameter at index 0", betas[0], 0.0, 1.0)
-    check_range(name, "beta parameter at index 1", betas[1], 0.0, 1.0)
-    check_range(name, "weight_decay value", weight_decay)
+def _directed_grad(p, g, group):
+    """The gradient each of these steps along: negated to maximize; with weight decay added to it (L2), or, with
+    decoupled_weight_decay, applied to the parameter itself first (AdamW's form)."""
+    if group["maximize"]:
+        g = -g
+    wd = group["weight_decay"]
+    if wd:
+        if group.get("decoupled_weight_decay"):
+            p *= 1 - group["lr"] * wd
+        else:
+            g = g + wd * p
+    return g
+
+
+def _update_moments(state, g, beta1: float, beta2: float):
+    """Adam's running mean and mean square of the gradient, in place: (m, v)."""
+    m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+    m += (g - m) * (1 - beta1)
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    return m, v
 
 
 class Adamax(Optimizer):
     """m = beta1 m + (1-beta1) g;  u = max(beta2 u, |g| + eps);  p -= lr / (1 - beta1^t) * m / u."""
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, maximize=False):
-        _check_adam_args("Adamax", lr, betas, eps, weight_decay)
+        check_adam_args("Adamax", lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       maximize=maximize))
 
@@ -32,12 +47,9 @@ class Adamax(Optimizer):
         state["exp_inf"] = zeros_like(p)
 
     def update(self, p, g, state, group, xp):
-        (beta1, beta2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
         state["step"] += 1
-        if group["maximize"]:
-            g = -g
-        if wd:
-            g = g + wd * p
+        g = _directed_grad(p, g, group)
         m, u = state["exp_avg"].data, state["exp_inf"].data
         m += (g - m) * (1 - beta1)
         xp.maximum(u * beta2, xp.abs(g) + eps, out=u)
@@ -50,7 +62,7 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
                  decoupled_weight_decay=False, maximize=False):
-        _check_adam_args("NAdam", lr, betas, eps, weight_decay)
+        check_adam_args("NAdam", lr, betas, eps, weight_decay)
         check_range("NAdam", "momentum_decay value", momentum_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
@@ -63,23 +75,14 @@ class NAdam(Optimizer):
         state["exp_avg_sq"] = zeros_like(p)
 
     def update(self, p, g, state, group, xp):
-        (beta1, beta2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
         step = state["step"] = state["step"] + 1
-        if group["maximize"]:
-            g = -g
-        if wd:
-            if group["decoupled_weight_decay"]:
-                p *= 1 - lr * wd
-            else:
-                g = g + wd * p
+        g = _directed_grad(p, g, group)
         decay = group["momentum_decay"]
         mu = beta1 * (1 - 0.5 * 0.96 ** (step * decay))
         mu_next = beta1 * (1 - 0.5 * 0.96 ** ((step + 1) * decay))
         state["mu_product"] *= mu
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-        m += (g - m) * (1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * (g * g)
+        m, v = _update_moments(state, g, beta1, beta2)
         denom = xp.sqrt(v / (1 - beta2 ** step)) + eps
         p -= (lr * (1 - mu) / (1 - state["mu_product"])) * (g / denom)
         p -= (lr * mu_next / (1 - state["mu_product"] * mu_next)) * (m / denom)
@@ -91,7 +94,7 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
                  maximize=False):
-        _check_adam_args("RAdam", lr, betas, eps, weight_decay)
+        check_adam_args("RAdam", lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
@@ -101,19 +104,10 @@ class RAdam(Optimizer):
         state["exp_avg_sq"] = zeros_like(p)
 
     def update(self, p, g, state, group, xp):
-        (beta1, beta2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
         step = state["step"] = state["step"] + 1
-        if group["maximize"]:
-            g = -g
-        if wd:
-            if group["decoupled_weight_decay"]:
-                p *= 1 - lr * wd
-            else:
-                g = g + wd * p
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-        m += (g - m) * (1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * (g * g)
+        g = _directed_grad(p, g, group)
+        m, v = _update_moments(state, g, beta1, beta2)
         corrected = m / (1 - beta1 ** step)
         bias2 = 1 - beta2 ** step
         rho_inf = 2 / (1 - beta2) - 1
@@ -141,12 +135,9 @@ class Adadelta(Optimizer):
         state["acc_delta"] = zeros_like(p)
 
     def update(self, p, g, state, group, xp):
-        rho, eps, lr, wd = group["rho"], group["eps"], group["lr"], group["weight_decay"]
+        rho, eps, lr = group["rho"], group["eps"], group["lr"]
         state["step"] += 1
-        if group["maximize"]:
-            g = -g
-        if wd:
-            g = g + wd * p
+        g = _directed_grad(p, g, group)
         v, a = state["square_avg"].data, state["acc_delta"].data
         v *= rho
         v += (1 - rho) * (g * g)

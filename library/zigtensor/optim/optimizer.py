@@ -155,3 +155,12 @@ def check_range(opt: str, name: str, value, low=0.0, high=None, low_inclusive=Tr
     if not ok:
         bound = f"[{low}, {high})" if high is not None else (f">= {low}" if low_inclusive else f"> {low}")
         raise ValueError(f"{opt}: invalid {name} {value!r}; expected {bound}")
+
+
+def check_adam_args(opt: str, lr, betas, eps, weight_decay) -> None:
+    """The hyper-parameters Adam and its relatives share."""
+    check_range(opt, "learning rate", lr)
+    check_range(opt, "epsilon value", eps)
+    check_range(opt, "beta parameter at index 0", betas[0], 0.0, 1.0)
+    check_range(opt, "beta parameter at index 1", betas[1], 0.0, 1.0)
+    check_range(opt, "weight_decay value", weight_decay)
